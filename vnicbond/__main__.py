@@ -1,0 +1,5 @@
+"""Allow ``python -m vnicbond``."""
+
+from vnicbond.cli import main
+
+raise SystemExit(main())

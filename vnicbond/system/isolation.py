@@ -1,0 +1,159 @@
+"""Keeping the host's own IP stack off the member NICs, and giving the NICs back on exit.
+
+For each member the daemon: drops the member's ingress in an nftables ``netdev`` table (packet
+sockets see frames before the ingress hook, so the daemon still reads everything while the
+host's ARP and IP never do), disables IPv6 on it (no router/neighbour solicitations or MLD
+from the member), and sets it administratively up.
+
+Before touching anything it writes what it found to a state file beside the control socket.
+A clean exit restores from memory and deletes the file; a start-up that finds a file left by
+a dead instance restores from it first, so a ``kill -9`` leaves nothing behind for long.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import subprocess
+from dataclasses import asdict, dataclass
+
+from vnicbond.system import netlink
+
+SYSCTL_DISABLE_IPV6 = "/proc/sys/net/ipv6/conf/{}/disable_ipv6"
+
+
+class IsolationError(RuntimeError):
+    """A member could not be isolated; the message names it and the reason."""
+
+
+@dataclass(slots=True)
+class SavedMember:
+    """A member's settings as the daemon found them."""
+
+    name: str
+    was_up: bool
+    disable_ipv6: str | None
+
+
+def table_name(group: str) -> str:
+    """The nftables table that isolates ``group``'s members."""
+    return "vnicbond_" + re.sub(r"[^A-Za-z0-9_]", "_", group)
+
+
+def _read_sysctl(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _write_sysctl(path: str, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def _nft(script: str, check: bool = True) -> None:
+    proc = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise IsolationError(f"nft: {proc.stderr.strip().splitlines()[0] if proc.stderr else ''}")
+
+
+def _nft_string(name: str) -> str:
+    return '"' + name.replace('"', "") + '"'
+
+
+def instance_alive(pid: int) -> bool:
+    """True if ``pid`` is a running vnicbond (not some process that reused the PID)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"vnicbond" in f.read()
+    except OSError:
+        return False
+
+
+class Isolation:
+    """The isolation of one group's members, recorded in ``state_path``."""
+
+    def __init__(self, group: str, members: list[str], state_path: str) -> None:
+        self.group = group
+        self.members = members
+        self.state_path = state_path
+        self.table = table_name(group)
+        self.saved: list[SavedMember] = []
+
+    def apply(self) -> None:
+        """Record the members' settings, then isolate them. Raises IsolationError."""
+        self.saved = []
+        for name in self.members:
+            info = netlink.get_link(name)
+            if info is None:
+                raise IsolationError(f"member {name}: no such interface")
+            self.saved.append(SavedMember(name, info.admin_up,
+                                          _read_sysctl(SYSCTL_DISABLE_IPV6.format(name))))
+        self._write_state()
+        # A table left by an instance that died before its state file was written.
+        _nft(f"delete table netdev {self.table}\n", check=False)
+        chains = []
+        for i, name in enumerate(self.members):
+            chains.append(f"  chain m{i} {{ type filter hook ingress device {_nft_string(name)} "
+                          "priority -500; policy drop; }")
+        _nft(f"table netdev {self.table} {{\n" + "\n".join(chains) + "\n}\n")
+        for saved in self.saved:
+            if saved.disable_ipv6 is not None:
+                _write_sysctl(SYSCTL_DISABLE_IPV6.format(saved.name), "1")
+            if not saved.was_up:
+                netlink.set_link_up(saved.name, True)
+
+    def restore(self) -> None:
+        """Undo :meth:`apply` and delete the state file. Never raises; best effort per item."""
+        restore_saved(self.table, self.saved)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.state_path)
+
+    def _write_state(self) -> None:
+        os.makedirs(os.path.dirname(self.state_path) or ".", exist_ok=True)
+        tmp = self.state_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"pid": os.getpid(), "group": self.group, "table": self.table,
+                       "members": [asdict(s) for s in self.saved]}, f)
+        os.replace(tmp, self.state_path)
+
+
+def restore_saved(table: str, saved: list[SavedMember]) -> None:
+    """Delete the nftables table and give each member back its recorded settings."""
+    _nft(f"delete table netdev {table}\n", check=False)
+    for s in saved:
+        try:
+            if s.disable_ipv6 is not None:
+                _write_sysctl(SYSCTL_DISABLE_IPV6.format(s.name), s.disable_ipv6)
+        except OSError:
+            pass  # the member is gone; nothing to restore
+        try:
+            if not s.was_up:
+                netlink.set_link_up(s.name, False)
+        except Exception:  # noqa: BLE001 - restoring is best effort, one member at a time
+            pass
+
+
+def recover_stale(state_path: str) -> int | None:
+    """Restore what a dead instance left; returns its PID, or None if there was nothing.
+
+    Raises IsolationError if the instance that wrote the file is still running.
+    """
+    try:
+        with open(state_path) as f:
+            state = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        os.unlink(state_path)
+        return None
+    pid = int(state.get("pid", 0))
+    if pid and pid != os.getpid() and instance_alive(pid):
+        raise IsolationError(f"another vnicbond (pid {pid}) runs group {state.get('group')}")
+    restore_saved(state["table"], [SavedMember(**m) for m in state.get("members", [])])
+    os.unlink(state_path)
+    return pid

@@ -1,0 +1,136 @@
+"""Netlink: link state, addresses and routes.
+
+Two halves. The synchronous helpers (pyroute2 ``IPRoute``) run before the event loop starts
+and after it stops: pyroute2 0.9's synchronous API cannot run inside a running loop. The
+:class:`LinkWatcher` is a plain non-blocking netlink socket subscribed to link events, read
+from the loop with ``add_reader`` and decoded by pyroute2's message classes, so link changes
+arrive as events and nothing is polled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from ipaddress import IPv4Interface, IPv6Interface
+
+from pyroute2 import IPRoute
+from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST
+from pyroute2.netlink.rtnl import RTM_GETLINK
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.marshal import MarshalRtnl
+
+RTMGRP_LINK = 0x1
+IFF_UP = 0x1
+IFF_LOWER_UP = 0x10000
+IFA_F_NODAD = 0x02
+
+
+@dataclass(frozen=True, slots=True)
+class LinkInfo:
+    """What the daemon needs to know of a link."""
+
+    index: int
+    name: str
+    admin_up: bool
+    carrier: bool
+    mtu: int
+
+    @property
+    def up(self) -> bool:
+        """Administratively up with carrier: able to pass frames."""
+        return self.admin_up and self.carrier
+
+
+def _link_info(msg: object) -> LinkInfo:
+    flags = msg["flags"]  # type: ignore[index]
+    return LinkInfo(
+        index=msg["index"],  # type: ignore[index]
+        name=msg.get_attr("IFLA_IFNAME"),  # type: ignore[attr-defined]
+        admin_up=bool(flags & IFF_UP),
+        carrier=bool(flags & IFF_LOWER_UP),
+        mtu=msg.get_attr("IFLA_MTU") or 0,  # type: ignore[attr-defined]
+    )
+
+
+def get_link(name: str) -> LinkInfo | None:
+    """The link called ``name``, or None if there is none."""
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=name)
+        if not idx:
+            return None
+        return _link_info(ipr.get_links(idx[0])[0])
+
+
+def set_link_up(name: str, up: bool) -> None:
+    """Set a link administratively up or down."""
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=name)
+        if idx:
+            ipr.link("set", index=idx[0], state="up" if up else "down")
+
+
+def configure_addresses(ifname: str, addresses: Iterable[IPv4Interface | IPv6Interface],
+                        routes: Iterable[tuple[str, str | None]]) -> None:
+    """Put data addresses and routes on ``ifname`` (``routes``: (destination CIDR, gateway))."""
+    with IPRoute() as ipr:
+        index = ipr.link_lookup(ifname=ifname)[0]
+        for addr in addresses:
+            ipr.addr("add", index=index, address=str(addr.ip), prefixlen=addr.network.prefixlen)
+        for dst, via in routes:
+            kwargs: dict[str, object] = {"dst": dst, "oif": index}
+            if via:
+                kwargs["gateway"] = via
+            ipr.route("add", **kwargs)
+
+
+class LinkWatcher:
+    """Link events from the kernel, delivered to ``callback(LinkInfo, deleted)``."""
+
+    def __init__(self, callback: Callable[[LinkInfo, bool], None]) -> None:
+        self.callback = callback
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024 * 1024)
+        self.sock.bind((0, RTMGRP_LINK))
+        self.sock.setblocking(False)
+        self._marshal = MarshalRtnl()
+        #: Set when the kernel dropped events (ENOBUFS): the owner must re-read every link.
+        self.overrun: Callable[[], None] | None = None
+
+    def fileno(self) -> int:
+        """The socket's descriptor, for ``loop.add_reader``."""
+        return self.sock.fileno()
+
+    def on_readable(self) -> None:
+        """Drain the socket and deliver each link message."""
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                # ENOBUFS: events were lost; the owner re-reads the links it cares about.
+                if self.overrun is not None:
+                    self.overrun()
+                continue
+            for msg in self._marshal.parse(data):
+                event = msg.get("event")
+                if event not in ("RTM_NEWLINK", "RTM_DELLINK"):
+                    continue
+                self.callback(_link_info(msg), event == "RTM_DELLINK")
+
+    def request_dump(self) -> None:
+        """Ask for every link's state; the replies arrive as ordinary link events."""
+        msg = ifinfmsg()
+        msg["header"]["type"] = RTM_GETLINK
+        msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_DUMP
+        msg["header"]["sequence_number"] = 1
+        msg["family"] = socket.AF_UNSPEC
+        msg.encode()
+        with contextlib.suppress(OSError):
+            self.sock.send(msg.data)
+
+    def close(self) -> None:
+        """Close the socket."""
+        self.sock.close()

@@ -1,0 +1,1 @@
+"""Wire formats: parse/build pairs for the headers the daemon reads or writes."""
