@@ -1,0 +1,159 @@
+"""The control socket: newline-delimited JSON requests and replies over a Unix socket.
+
+The server half runs inside the daemon's event loop and knows nothing of groups: it calls the
+handler the daemon gives it. The client half is plain blocking sockets and the standard
+library, so client commands start fast.
+
+Protocol: one request per line, ``{"cmd": "status", ...}``; one reply per line,
+``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "one line"}``. Only root (or the
+daemon's own user) may connect; a request over ``MAX_REQUEST`` bytes, malformed JSON or a
+client that stalls gets an error reply or is dropped, never harming the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import struct
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+DEFAULT_SOCKET = "/run/vnicbond/vnicbond.sock"
+MAX_REQUEST = 64 * 1024
+READ_TIMEOUT = 5.0
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+class ControlError(RuntimeError):
+    """A client-side failure, with a one-line message for the operator."""
+
+
+class CommandError(Exception):
+    """Raised by a handler to refuse a request with a one-line message."""
+
+
+# -- server ------------------------------------------------------------------------------------
+def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return None
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
+
+
+def prepare_socket_path(path: str) -> None:
+    """Make the socket's directory; remove a stale socket, refuse a live one."""
+    os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
+    if not os.path.exists(path):
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)  # nobody listens: left by a dead instance
+        return
+    finally:
+        probe.close()
+    raise ControlError(f"control socket {path} is in use by a running vnicbond")
+
+
+class ControlServer:
+    """Serves ``handler`` on a Unix socket with mode 0600."""
+
+    def __init__(self, path: str, handler: Handler) -> None:
+        self.path = path
+        self.handler = handler
+        self._server: asyncio.AbstractServer | None = None
+        self._allowed = {0, os.geteuid()}
+
+    async def start(self) -> None:
+        """Bind and listen (the socket file is created with mode 0600)."""
+        old = os.umask(0o177)
+        try:
+            self._server = await asyncio.start_unix_server(self._serve, path=self.path,
+                                                           limit=MAX_REQUEST)
+        finally:
+            os.umask(old)
+
+    async def close(self) -> None:
+        """Stop listening and remove the socket file."""
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            if _peer_uid(writer) not in self._allowed:
+                await self._reply(writer, {"ok": False, "error": "permission denied: root only"})
+                return
+            while True:
+                try:
+                    line = await asyncio.wait_for(reader.readline(), READ_TIMEOUT)
+                except (asyncio.LimitOverrunError, ValueError):
+                    await self._reply(writer, {"ok": False, "error": "request too large"})
+                    return
+                except TimeoutError:
+                    return
+                if not line:
+                    return
+                await self._reply(writer, await self._dispatch(line))
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def _dispatch(self, line: bytes) -> dict[str, Any]:
+        try:
+            request = json.loads(line)
+        except ValueError:
+            return {"ok": False, "error": "malformed request: not JSON"}
+        if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
+            return {"ok": False, "error": "malformed request: expected {\"cmd\": ...}"}
+        try:
+            return {"ok": True, "result": await self.handler(request)}
+        except CommandError as e:
+            return {"ok": False, "error": str(e)}
+
+    @staticmethod
+    async def _reply(writer: asyncio.StreamWriter, reply: dict[str, Any]) -> None:
+        writer.write(json.dumps(reply).encode() + b"\n")
+        await writer.drain()
+
+
+# -- client ------------------------------------------------------------------------------------
+def request(path: str, cmd: str, timeout: float = 5.0, **args: Any) -> Any:
+    """Send one command to the daemon and return its result; ControlError on any failure."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        try:
+            sock.connect(path)
+        except OSError as e:
+            raise ControlError(f"cannot reach vnicbond at {path}: {e.strerror or e} "
+                               "(is the daemon running? --socket PATH names another)") from None
+        sock.sendall(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except OSError as e:
+        raise ControlError(f"vnicbond at {path}: {e.strerror or e}") from None
+    finally:
+        sock.close()
+    try:
+        reply = json.loads(data)
+    except ValueError:
+        raise ControlError(f"vnicbond at {path} sent no valid reply") from None
+    if not reply.get("ok"):
+        raise ControlError(str(reply.get("error", "request failed")))
+    return reply.get("result")

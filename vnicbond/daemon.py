@@ -1,0 +1,323 @@
+"""The daemon: the only event-loop glue.
+
+System events (link changes from netlink, control requests, signals) go to the decision core
+(:class:`vnicbond.group.Group`); the actions it returns are carried out here, on the datapath,
+the TAP and the wire. Everything the daemon changes on the system is set up in
+:meth:`Daemon.setup` before the loop starts and undone in :meth:`Daemon.teardown` after it
+stops, whatever happened in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from vnicbond import control
+from vnicbond.config import Config, GroupConfig, check_system
+from vnicbond.datapath import Datapath
+from vnicbond.group import Group
+from vnicbond.model import (
+    Action,
+    AddressMoved,
+    Announce,
+    Cause,
+    GroupChanged,
+    MemberChanged,
+    SetCarrier,
+    SetForwarding,
+)
+from vnicbond.system import netlink
+from vnicbond.system.isolation import Isolation, recover_stale
+from vnicbond.system.netlink import LinkInfo, LinkWatcher
+from vnicbond.system.packet import open_member_socket
+from vnicbond.system.tap import Tap
+from vnicbond.wire.announce import announcement
+
+log = logging.getLogger("vnicbond")
+
+#: How many state-change events the daemon keeps for ``status``/``events``.
+EVENT_HISTORY = 1000
+
+
+class Stop(BaseException):
+    """Raised by the signal handler while the daemon is still setting up."""
+
+
+def state_path(config: Config, group: str) -> str:
+    """Where a group's record of changed settings lives: beside the control socket."""
+    return os.path.join(os.path.dirname(config.control.socket) or ".", f"{group}.state")
+
+
+class GroupRuntime:
+    """One group's live objects: its decision core, TAP, sockets and datapath."""
+
+    def __init__(self, cfg: GroupConfig, state_file: str) -> None:
+        self.cfg = cfg
+        self.addresses = [str(a) for a in cfg.addresses]
+        self.group = Group(cfg.name, [(m.name, m.standby) for m in cfg.members],
+                           self.addresses, failback=cfg.failback)
+        self.isolation = Isolation(cfg.name, [m.name for m in cfg.members], state_file)
+        self.tap: Tap | None = None
+        self.sockets: dict[str, socket.socket] = {}
+        self.datapath: Datapath | None = None
+        self.links: dict[str, LinkInfo | None] = {}
+        self.announcing: list[asyncio.TimerHandle] = []
+        self.failovers = 0
+        self.address_moves = 0
+
+
+class Daemon:
+    """Runs every configured group until told to stop."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.groups = [GroupRuntime(g, state_path(config, g.name)) for g in config.groups]
+        self.members: dict[str, tuple[GroupRuntime, str]] = {
+            m.name: (rt, m.name) for rt in self.groups for m in rt.cfg.members}
+        self.watcher: LinkWatcher | None = None
+        self.server: control.ControlServer | None = None
+        self.events: deque[dict[str, Any]] = deque(maxlen=EVENT_HISTORY)
+        self.started = time.time()
+        self._undo: list[Callable[[], None]] = []
+        self._stop: asyncio.Event | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def run(self) -> None:
+        """Set up, serve until SIGTERM/SIGINT, tear down. Raises on set-up failure."""
+        import uvloop
+
+        previous = {s: signal.signal(s, self._raise_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self.setup()
+            uvloop.run(self.serve())
+        except Stop:
+            log.info("stopped during start-up")
+        finally:
+            for s in previous:
+                signal.signal(s, signal.SIG_IGN)  # finish cleaning up whatever arrives now
+            self.teardown()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    @staticmethod
+    def _raise_stop(signum: int, frame: object) -> None:
+        raise Stop()
+
+    def setup(self) -> None:
+        """Recover from a dead instance, then isolate members, open sockets, create the TAPs."""
+        for rt in self.groups:
+            pid = recover_stale(rt.isolation.state_path)
+            if pid is not None:
+                log.warning("group %s: restored member settings left by dead instance %d",
+                            rt.cfg.name, pid)
+        check_system(self.config)
+        control.prepare_socket_path(self.config.control.socket)
+        # Subscribe before reading link states, so no change between the two is missed.
+        self.watcher = LinkWatcher(self._on_link)
+        self._undo.append(self.watcher.close)
+        for rt in self.groups:
+            self._setup_group(rt)
+
+    def _setup_group(self, rt: GroupRuntime) -> None:
+        cfg = rt.cfg
+        self._undo.append(rt.isolation.restore)
+        rt.isolation.apply()
+        for m in cfg.members:
+            sock = open_member_socket(m.name, cfg.mac)
+            rt.sockets[m.name] = sock
+            self._undo.append(sock.close)
+        try:
+            rt.tap = Tap(cfg.name, cfg.mac, cfg.mtu)
+        except OSError as e:
+            raise RuntimeError(f"group {cfg.name}: cannot create TAP device: {e.strerror or e}"
+                               ) from None
+        self._undo.append(rt.tap.close)
+        rt.tap.up()
+        routes = [(str(r.to), str(r.via) if r.via else None) for r in cfg.routes]
+        netlink.configure_addresses(cfg.name, cfg.addresses, routes)
+        for m in cfg.members:
+            rt.links[m.name] = netlink.get_link(m.name)
+
+    def teardown(self) -> None:
+        """Undo everything :meth:`setup` did, newest first. Never raises."""
+        while self._undo:
+            undo = self._undo.pop()
+            try:
+                undo()
+            except Exception as e:  # noqa: BLE001 - keep undoing the rest
+                log.warning("cleanup step %s failed: %s", getattr(undo, "__qualname__", undo), e)
+
+    async def serve(self) -> None:
+        """The event loop's life: start the datapaths and the control socket, wait for a stop."""
+        loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        for s in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(s, self._stop.set)
+        assert self.watcher is not None
+        self.watcher.overrun = self.watcher.request_dump
+        loop.add_reader(self.watcher.fileno(), self.watcher.on_readable)
+        try:
+            for rt in self.groups:
+                assert rt.tap is not None
+                rt.datapath = Datapath(loop, rt.tap.fd, rt.cfg.mac)
+                for name, sock in rt.sockets.items():
+                    rt.datapath.add_port(name, sock)
+                rt.datapath.start()
+                health = {m: bool(info and info.up) for m, info in rt.links.items()}
+                self._apply(rt, rt.group.start(health))
+            self.server = control.ControlServer(self.config.control.socket, self._handle)
+            await self.server.start()
+            _notify_systemd("READY=1")
+            log.info("ready: %s", ", ".join(
+                f"{rt.cfg.name} ({len(rt.cfg.members)} members)" for rt in self.groups))
+            await self._stop.wait()
+            log.info("stopping")
+        finally:
+            _notify_systemd("STOPPING=1")
+            loop.remove_reader(self.watcher.fileno())
+            for rt in self.groups:
+                for handle in rt.announcing:
+                    handle.cancel()
+                if rt.datapath is not None:
+                    rt.datapath.stop()
+            if self.server is not None:
+                await self.server.close()
+
+    # -- events in ---------------------------------------------------------------------------
+    def _on_link(self, info: LinkInfo, deleted: bool) -> None:
+        entry = self.members.get(info.name)
+        if entry is None:
+            return
+        rt, member = entry
+        old = rt.links.get(member)
+        rt.links[member] = None if deleted else info
+        up = not deleted and info.up
+        if old is not None and old.up == up and not deleted:
+            return
+        log.debug("link %s: %s", member, "up" if up else "down")
+        self._apply(rt, rt.group.set_health(member, up, Cause.LINK))
+
+    # -- actions out -------------------------------------------------------------------------
+    def _apply(self, rt: GroupRuntime, actions: list[Action]) -> None:
+        assert rt.datapath is not None and rt.tap is not None
+        for action in actions:
+            match action:
+                case SetForwarding(tx=tx, rx=rx):
+                    rt.datapath.set_forwarding(tx, rx)
+                case Announce(member=member, addresses=addresses):
+                    self._announce(rt, member, addresses)
+                case SetCarrier(on=on):
+                    rt.tap.set_carrier(on)
+                    self._event(rt, "carrier", None, "on" if on else "off", None)
+                case MemberChanged(member=member, old=old, new=new, cause=cause):
+                    if old is not None and new.value == "active":
+                        rt.failovers += 1
+                    self._event(rt, "member", member, new.value, cause,
+                                old=old.value if old else None)
+                case GroupChanged(old=old, new=new, cause=cause):
+                    self._event(rt, "group", None, new.value, cause,
+                                old=old.value if old else None)
+                case AddressMoved(address=address, old=old, new=new, cause=cause):
+                    if old is not None:
+                        rt.address_moves += 1
+                    self._event(rt, "address", new, address, cause, old=old)
+
+    def _announce(self, rt: GroupRuntime, member: str, addresses: tuple[str, ...]) -> None:
+        """Send ``announce.count`` rounds of announcements from ``member``, ``interval`` apart."""
+        for handle in rt.announcing:
+            handle.cancel()  # a newer move supersedes an announcement still in progress
+        rt.announcing.clear()
+        frames = [announcement(rt.cfg.mac, a) for a in addresses]
+        datapath = rt.datapath
+        assert datapath is not None
+
+        def send() -> None:
+            for frame in frames:
+                datapath.send_frame(member, frame)
+
+        count, interval = rt.cfg.announce.count, rt.cfg.announce.interval_ms / 1000
+        if count <= 0:
+            return
+        send()
+        loop = asyncio.get_running_loop()
+        rt.announcing = [loop.call_later(interval * i, send) for i in range(1, count)]
+
+    def _event(self, rt: GroupRuntime, kind: str, member: str | None, state: str,
+               cause: Cause | None, old: str | None = None) -> None:
+        event = {"time": time.time(), "group": rt.cfg.name, "kind": kind, "member": member,
+                 "state": state, "old": old, "cause": cause.value if cause else None}
+        self.events.append(event)
+        subject = f"member {member}" if kind == "member" else kind
+        if kind == "address":
+            subject = f"address {state}"
+            log.info("%s: %s moved %s -> %s (%s)", rt.cfg.name, subject, old, member,
+                     event["cause"])
+            return
+        log.info("%s: %s %s%s%s", rt.cfg.name, subject, f"{old} -> " if old else "", state,
+                 f" ({event['cause']})" if cause else "")
+
+    # -- control -----------------------------------------------------------------------------
+    async def _handle(self, request: dict[str, Any]) -> Any:
+        cmd = request["cmd"]
+        if cmd == "status":
+            return self.status()
+        if cmd == "events":
+            return list(self.events)
+        raise control.CommandError(f"unknown command {cmd!r}")
+
+    def status(self) -> dict[str, Any]:
+        """The status document (see the README for its fields)."""
+        groups = []
+        for rt in self.groups:
+            dp = rt.datapath
+            members = []
+            for m in rt.cfg.members:
+                info = rt.links.get(m.name)
+                port = dp.ports.get(m.name) if dp else None
+                counters = port.counters() if port else {}
+                members.append({
+                    "name": m.name,
+                    "state": rt.group.member_state(m.name).value,
+                    "link": "up" if info is not None and info.up else "down",
+                    "probe": "disabled",
+                    "standby": m.standby,
+                    "test_address": str(m.test_address) if m.test_address else None,
+                    **counters,
+                })
+            host = rt.group.address_host()
+            groups.append({
+                "name": rt.cfg.name,
+                "mode": rt.cfg.mode,
+                "state": rt.group.state.value if rt.group.state else "failed",
+                "carrier": bool(rt.group.carrier),
+                "fdt_ms": rt.cfg.failure_detection_time_ms,
+                "failback": rt.cfg.failback,
+                "active": rt.group.active,
+                "failovers": rt.failovers,
+                "address_moves": rt.address_moves,
+                "tap_dropped": dp.tap_dropped if dp else 0,
+                "members": members,
+                "addresses": [{"address": a, "member": host} for a in rt.addresses],
+            })
+        return {"pid": os.getpid(), "uptime_s": round(time.time() - self.started, 3),
+                "groups": groups}
+
+
+def _notify_systemd(state: str) -> None:
+    """Tell systemd (Type=notify) about our state, if it is listening."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return
+    if path.startswith("@"):
+        path = "\0" + path[1:]
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.sendto(state.encode(), path)
+

@@ -1,0 +1,161 @@
+"""Which member carries the group's traffic, and which member hosts each data address.
+
+A pure state machine, no I/O and no clock: member health and administrative changes go in,
+actions (:mod:`vnicbond.model`) come out. It is the one place that changes a member's state,
+and it emits an action only when something actually changed.
+
+Active-backup rules (as in in.mpathd and the bonding driver's active-backup mode):
+
+* Members are preferred in configuration order, configured standby members last.
+* Exactly one usable member is active; it transmits and receives for the whole group and
+  hosts every data address. The others are ``standby`` (healthy, idle), ``failed`` or
+  ``offline``.
+* When the active member stops being usable, the most preferred usable member takes over and
+  announces every data address (gratuitous ARP / unsolicited NA).
+* ``failback: true``: a repaired member that is preferred to the active one takes traffic back.
+  ``failback: false``: it stays a spare until needed. Either way a configured standby member
+  gives traffic back as soon as a non-standby member is usable: standby members carry traffic
+  only while an active one is missing.
+* No usable member: the group has failed and the TAP's carrier goes off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vnicbond.model import (
+    Action,
+    AddressMoved,
+    Announce,
+    Cause,
+    GroupChanged,
+    GroupState,
+    MemberChanged,
+    MemberState,
+    SetCarrier,
+    SetForwarding,
+)
+
+
+@dataclass(slots=True)
+class _Member:
+    name: str
+    standby: bool
+    healthy: bool = False
+    offline: bool = False
+    state: MemberState | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.healthy and not self.offline
+
+
+class Group:
+    """The active-backup decision for one group."""
+
+    def __init__(self, name: str, members: list[tuple[str, bool]], addresses: list[str],
+                 failback: bool = True) -> None:
+        """``members`` are ``(name, standby)`` pairs in configuration order."""
+        if not members:
+            raise ValueError("a group needs at least one member")
+        self.name = name
+        self.failback = failback
+        self.addresses = tuple(addresses)
+        self._members = {n: _Member(n, standby) for n, standby in members}
+        if len(self._members) != len(members):
+            raise ValueError("member names must be unique")
+        # Preference: configuration order, standby members last (sorted() is stable).
+        self._order = sorted(self._members.values(), key=lambda m: m.standby)
+        self.active: str | None = None
+        self.state: GroupState | None = None
+        self.carrier: bool | None = None
+
+    # -- inputs ------------------------------------------------------------------------------
+    def start(self, healthy: dict[str, bool]) -> list[Action]:
+        """Set every member's initial health and make the first election."""
+        for name, ok in healthy.items():
+            self._members[name].healthy = ok
+        return self._elect(Cause.START)
+
+    def set_health(self, member: str, healthy: bool, cause: Cause) -> list[Action]:
+        """A detector says ``member`` can (or cannot) carry traffic."""
+        m = self._members[member]
+        if m.healthy == healthy:
+            return []
+        m.healthy = healthy
+        return self._elect(cause)
+
+    def set_offline(self, member: str, offline: bool) -> list[Action]:
+        """The administrator takes ``member`` out of service, or puts it back."""
+        m = self._members[member]
+        if m.offline == offline:
+            return []
+        m.offline = offline
+        return self._elect(Cause.ADMIN)
+
+    # -- queries -----------------------------------------------------------------------------
+    def member_state(self, member: str) -> MemberState:
+        """The member's current state."""
+        state = self._members[member].state
+        assert state is not None, "start() has not run"
+        return state
+
+    def members(self) -> list[str]:
+        """Member names in configuration order."""
+        return list(self._members)
+
+    def address_host(self) -> str | None:
+        """The member hosting every data address (active-backup: the active one)."""
+        return self.active
+
+    # -- the decision ------------------------------------------------------------------------
+    def _choose(self) -> str | None:
+        usable = [m for m in self._order if m.usable]
+        if not usable:
+            return None
+        best = usable[0]
+        current = self._members.get(self.active) if self.active else None
+        if current is None or not current.usable or self.failback:
+            return best.name
+        if current.standby and not best.standby:
+            return best.name
+        return current.name
+
+    def _elect(self, cause: Cause) -> list[Action]:
+        actions: list[Action] = []
+        new_active = self._choose()
+        old_active = self.active
+        self.active = new_active
+        for m in self._members.values():
+            if m.offline:
+                new = MemberState.OFFLINE
+            elif not m.healthy:
+                new = MemberState.FAILED
+            elif m.name == new_active:
+                new = MemberState.ACTIVE
+            else:
+                new = MemberState.STANDBY
+            if new != m.state:
+                # The member whose own change triggered this gets the cause; the others
+                # only follow it.
+                actions.append(MemberChanged(m.name, m.state, new, cause))
+                m.state = new
+        if new_active != old_active or cause is Cause.START:
+            rx = frozenset([new_active]) if new_active else frozenset()
+            actions.append(SetForwarding(new_active, rx))
+            for address in self.addresses:
+                if new_active != old_active:
+                    actions.append(AddressMoved(address, old_active, new_active, cause))
+            if new_active is not None and self.addresses:
+                actions.append(Announce(new_active, self.addresses))
+        carrier = new_active is not None
+        if carrier != self.carrier:
+            actions.append(SetCarrier(carrier))
+            self.carrier = carrier
+        usable = sum(1 for m in self._members.values() if m.usable)
+        state = (GroupState.FAILED if usable == 0
+                 else GroupState.OK if usable == len(self._members) else GroupState.DEGRADED)
+        if state != self.state:
+            actions.append(GroupChanged(self.state, state, cause))
+            self.state = state
+        return actions

@@ -1,0 +1,196 @@
+"""The network-namespace lab shared by the demo, the tests and the benchmarks.
+
+Topology (every name carries a unique prefix, so labs never collide)::
+
+    [host ns]  m0 m1 ... (members; the daemon and its TAP live here)
+                |  |
+    [sw ns]    s0 s1 ... sp   all ports of bridge br0 (the "switch")
+                           |
+    [peer ns]              p0  198.18.0.2/24, 2001:db8::2/64
+
+Faults are made from the switch side, so the host only sees what a real NIC would: a port
+taken down (the member loses carrier), or a silent nftables drop (carrier stays up).
+Only 198.18.0.0/15 and 2001:db8::/32 are used, and nothing is configured outside the lab's
+namespaces. It touches no vnicbond code: it is plain ``ip``/``nft`` around namespaces.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+PEER_V4 = "198.18.0.2"
+PEER_V6 = "2001:db8::2"
+DATA_V4 = "198.18.0.10"
+DATA_V6 = "2001:db8::10"
+PREFIX_V4 = 24
+PREFIX_V6 = 64
+
+_counter = itertools.count()
+
+
+class LabError(RuntimeError):
+    """A lab command failed; the message carries the command and its stderr."""
+
+
+def run(cmd: Sequence[str], check: bool = True, timeout: float = 30.0,
+        input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a command, capturing its output; raise LabError naming it if it fails."""
+    proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, input=input)
+    if check and proc.returncode != 0:
+        raise LabError(f"{' '.join(cmd)}: exit {proc.returncode}: {proc.stderr.strip()}")
+    return proc
+
+
+def existing_namespaces() -> list[str]:
+    """Names of all network namespaces known to ``ip netns``."""
+    out = run(["ip", "netns", "list"], check=False).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+@dataclass
+class Lab:
+    """A host, a switch and a peer namespace joined by ``members`` veth pairs and a bridge."""
+
+    members: int = 2
+    prefix: str = ""
+    mtu: int = 1500
+    host: str = field(init=False)
+    switch: str = field(init=False)
+    peer: str = field(init=False)
+    built: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        if not self.prefix:
+            self.prefix = f"vb{os.getpid()}x{next(_counter)}"
+        self.host = f"{self.prefix}-host"
+        self.switch = f"{self.prefix}-sw"
+        self.peer = f"{self.prefix}-peer"
+
+    # -- names -------------------------------------------------------------------------------
+    def member(self, i: int) -> str:
+        """Name of member ``i`` inside the host namespace."""
+        return f"m{i}"
+
+    def port(self, i: int) -> str:
+        """Name of the switch port facing member ``i``."""
+        return f"s{i}"
+
+    # -- building ----------------------------------------------------------------------------
+    def build(self) -> Lab:
+        """Create the namespaces, links and addresses. Safe to call once."""
+        try:
+            for ns in (self.host, self.switch, self.peer):
+                run(["ip", "netns", "add", ns])
+                self.ns(ns, "ip", "link", "set", "lo", "up")
+            self.built = True
+            sw = self.switch
+            self.ns(sw, "ip", "link", "add", "br0", "type", "bridge")
+            # A switch forwards at once: no STP, no forwarding delay, no multicast snooping.
+            self.ns(sw, "ip", "link", "set", "br0", "type", "bridge", "stp_state", "0",
+                    "forward_delay", "0", "mcast_snooping", "0")
+            self.ns(sw, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
+            for i in range(self.members):
+                run(["ip", "link", "add", self.member(i), "netns", self.host, "mtu", str(self.mtu),
+                     "type", "veth", "peer", self.port(i), "netns", sw, "mtu", str(self.mtu)])
+                self.ns(sw, "ip", "link", "set", self.port(i), "master", "br0", "up")
+            run(["ip", "link", "add", "p0", "netns", self.peer, "mtu", str(self.mtu),
+                 "type", "veth", "peer", "sp", "netns", sw, "mtu", str(self.mtu)])
+            self.ns(sw, "ip", "link", "set", "sp", "master", "br0", "up")
+            self.ns(sw, "ip", "link", "set", "br0", "up")
+            pe = self.peer
+            self.ns(pe, "sysctl", "-qw", "net.ipv6.conf.p0.accept_dad=0")
+            self.ns(pe, "ip", "addr", "add", f"{PEER_V4}/{PREFIX_V4}", "dev", "p0")
+            self.ns(pe, "ip", "addr", "add", f"{PEER_V6}/{PREFIX_V6}", "dev", "p0", "nodad")
+            self.ns(pe, "ip", "link", "set", "p0", "up")
+        except BaseException:
+            self.destroy()
+            raise
+        return self
+
+    def destroy(self) -> None:
+        """Delete the lab's namespaces (their links go with them). Never raises."""
+        for ns in (self.peer, self.switch, self.host):
+            run(["ip", "netns", "del", ns], check=False)
+        self.built = False
+
+    def __enter__(self) -> Lab:
+        return self.build()
+
+    def __exit__(self, *exc: object) -> None:
+        self.destroy()
+
+    # -- running things ----------------------------------------------------------------------
+    def ns(self, ns: str, *cmd: str, check: bool = True, timeout: float = 30.0,
+           input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run ``cmd`` inside namespace ``ns``."""
+        return run(["ip", "netns", "exec", ns, *cmd], check=check, timeout=timeout, input=input)
+
+    def popen(self, ns: str, *cmd: str, **kwargs: object) -> subprocess.Popen[str]:
+        """Start ``cmd`` inside namespace ``ns`` in the background (text mode)."""
+        kwargs.setdefault("stdout", subprocess.PIPE)
+        kwargs.setdefault("stderr", subprocess.PIPE)
+        return subprocess.Popen(["ip", "netns", "exec", ns, *cmd], text=True,  # type: ignore[call-overload]
+                                **kwargs)
+
+    # -- faults ------------------------------------------------------------------------------
+    def link_down(self, i: int) -> None:
+        """Pull member ``i``'s cable: its switch port goes down, the member loses carrier."""
+        self.ns(self.switch, "ip", "link", "set", self.port(i), "down")
+
+    def link_up(self, i: int) -> None:
+        """Plug member ``i``'s cable back in."""
+        self.ns(self.switch, "ip", "link", "set", self.port(i), "up")
+
+    def cut(self, i: int, direction: str = "both") -> None:
+        """Silently drop member ``i``'s traffic on the switch side; carrier stays up.
+
+        ``direction`` is ``in`` (towards the host), ``out`` (from the host) or ``both``.
+        """
+        hooks = {"in": ["egress"], "out": ["ingress"], "both": ["ingress", "egress"]}[direction]
+        table = f"cut{i}"
+        rules = [f"table netdev {table} {{"]
+        for hook in hooks:
+            rules.append(f"  chain {hook} {{ type filter hook {hook} device {self.port(i)} "
+                         "priority 0; policy drop; }")
+        rules.append("}")
+        self.ns(self.switch, "nft", "-f", "-", input="\n".join(rules) + "\n")
+
+    def uncut(self, i: int) -> None:
+        """Lift a silent cut made by :meth:`cut`."""
+        self.ns(self.switch, "nft", "delete", "table", "netdev", f"cut{i}", check=False)
+
+    # -- observation -------------------------------------------------------------------------
+    def wait_for(self, predicate: object, timeout: float = 10.0, interval: float = 0.05,
+                 what: str = "condition") -> None:
+        """Poll ``predicate()`` until it is true; raise TimeoutError naming ``what``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if predicate():  # type: ignore[operator]
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what}")
+            time.sleep(interval)
+
+    def ping_ok(self, ns: str, address: str, count: int = 1, timeout: float = 1.0) -> bool:
+        """True if ``address`` answers a ping from namespace ``ns``."""
+        proc = self.ns(ns, "ping", "-n", "-q", "-c", str(count), "-W", str(timeout), address,
+                       check=False, timeout=timeout * count + 5)
+        return proc.returncode == 0
+
+
+def remove_stale(prefix: str = "vb") -> list[str]:
+    """Remove namespaces left behind by labs whose owning process is gone."""
+    removed = []
+    for name in existing_namespaces():
+        if not name.startswith(prefix) or "x" not in name:
+            continue
+        pid_part = name[len(prefix):].split("x", 1)[0]
+        if pid_part.isdigit() and not os.path.exists(f"/proc/{pid_part}"):
+            run(["ip", "netns", "del", name], check=False)
+            removed.append(name)
+    return removed

@@ -1,0 +1,92 @@
+"""The words the decision core speaks: member states, causes, and the actions it asks for.
+
+Everything here is a small frozen value. The pure state machines (:mod:`vnicbond.detector`,
+:mod:`vnicbond.group`) return these actions; only :mod:`vnicbond.daemon` carries them out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class MemberState(StrEnum):
+    """A member's role as status reports it."""
+
+    ACTIVE = "active"  # carries the group's traffic now
+    STANDBY = "standby"  # healthy and ready, carries nothing now
+    FAILED = "failed"  # its link (or, later, its probes) says it cannot carry traffic
+    OFFLINE = "offline"  # taken out by the administrator
+
+
+class GroupState(StrEnum):
+    """The group's health, as in ipmpstat: all members usable, some, or none."""
+
+    OK = "ok"
+    DEGRADED = "degraded"
+    FAILED = "failed"
+
+
+class Cause(StrEnum):
+    """Why a state changed."""
+
+    START = "start"
+    LINK = "link"
+    PROBE = "probe"
+    ADMIN = "admin"
+    RELOAD = "reload"
+
+
+@dataclass(frozen=True, slots=True)
+class SetForwarding:
+    """Send outbound frames through ``tx``; deliver inbound frames from the ``rx`` members."""
+
+    tx: str | None
+    rx: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Announce:
+    """Send gratuitous ARPs / unsolicited NAs for ``addresses`` out of ``member``."""
+
+    member: str
+    addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SetCarrier:
+    """Switch the TAP's carrier: on while the group has a usable member."""
+
+    on: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MemberChanged:
+    """A member's state changed (recorded, logged and reported; nothing to do on the system)."""
+
+    member: str
+    old: MemberState | None
+    new: MemberState
+    cause: Cause
+
+
+@dataclass(frozen=True, slots=True)
+class GroupChanged:
+    """The group's state changed."""
+
+    old: GroupState | None
+    new: GroupState
+    cause: Cause
+
+
+@dataclass(frozen=True, slots=True)
+class AddressMoved:
+    """A data address is now hosted by another member (None: by no member)."""
+
+    address: str
+    old: str | None
+    new: str | None
+    cause: Cause
+
+
+Action = SetForwarding | Announce | SetCarrier | MemberChanged | GroupChanged | AddressMoved
