@@ -145,6 +145,8 @@ class Daemon:
         netlink.configure_addresses(cfg.name, cfg.addresses, routes)
         for m in cfg.members:
             rt.links[m.name] = netlink.get_link(m.name)
+        for address in rt.addresses:
+            announcement(cfg.mac, address)  # build (and import scapy) now, not in a failover
 
     def teardown(self) -> None:
         """Undo everything :meth:`setup` did, newest first. Never raises."""

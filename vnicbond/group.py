@@ -140,18 +140,19 @@ class Group:
                 # only follow it.
                 actions.append(MemberChanged(m.name, m.state, new, cause))
                 m.state = new
-        if new_active != old_active or cause is Cause.START:
+        moved = new_active != old_active
+        if moved or cause is Cause.START:
             rx = frozenset([new_active]) if new_active else frozenset()
             actions.append(SetForwarding(new_active, rx))
-            for address in self.addresses:
-                if new_active != old_active:
-                    actions.append(AddressMoved(address, old_active, new_active, cause))
-            if new_active is not None and self.addresses:
-                actions.append(Announce(new_active, self.addresses))
+        if moved:
+            actions.extend(AddressMoved(a, old_active, new_active, cause) for a in self.addresses)
         carrier = new_active is not None
         if carrier != self.carrier:
             actions.append(SetCarrier(carrier))
             self.carrier = carrier
+        # Announce last: the new member already forwards and the carrier is on.
+        if (moved or cause is Cause.START) and new_active is not None and self.addresses:
+            actions.append(Announce(new_active, self.addresses))
         usable = sum(1 for m in self._members.values() if m.usable)
         state = (GroupState.FAILED if usable == 0
                  else GroupState.OK if usable == len(self._members) else GroupState.DEGRADED)
