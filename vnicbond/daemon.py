@@ -95,6 +95,7 @@ class Daemon:
         import uvloop
 
         previous = {s: signal.signal(s, self._raise_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, signal.SIG_IGN)
         try:
             self.setup()
             uvloop.run(self.serve())
@@ -163,6 +164,9 @@ class Daemon:
         self._stop = asyncio.Event()
         for s in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(s, self._stop.set)
+        # Reloading arrives with the operator tools; until then SIGHUP must not kill the bond.
+        loop.add_signal_handler(signal.SIGHUP, log.warning,
+                                "SIGHUP: reloading the configuration is not supported yet")
         assert self.watcher is not None
         self.watcher.overrun = self.watcher.request_dump
         loop.add_reader(self.watcher.fileno(), self.watcher.on_readable)
