@@ -9,6 +9,7 @@ end whatever happens (``--keep`` leaves it for inspection).
 from __future__ import annotations
 
 import argparse
+import itertools
 import re
 import signal
 import subprocess
@@ -58,7 +59,7 @@ def outage(ping_output: str) -> tuple[float, int, int]:
     sent = re.search(r"(\d+) packets transmitted, (\d+) received", ping_output)
     transmitted = int(sent.group(1)) if sent else 0
     received = int(sent.group(2)) if sent else len(stamps)
-    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
     longest = max(gaps, default=0.0) * 1000
     return longest, transmitted - received, transmitted
 
