@@ -25,7 +25,7 @@ from vnicbond.lab import DATA_V4, PEER_V4, Lab
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
 INTERVAL = 0.01
-_REPLY = re.compile(r"^\[(\d+\.\d+)\] .*icmp_seq=(\d+)")
+_REPLY = re.compile(r"^\[(\d+\.\d+)\] .*icmp_seq=\d+")
 
 
 def _say(text: str) -> None:
@@ -50,12 +50,11 @@ def _wait(predicate: Any, timeout: float, what: str) -> None:
 
 def outage(ping_output: str) -> tuple[float, int, int]:
     """(longest gap between replies in ms, replies lost, probes sent) from ``ping -D``."""
-    stamps, seqs = [], []
+    stamps: list[float] = []
     for line in ping_output.splitlines():
         m = _REPLY.match(line)
         if m:
             stamps.append(float(m.group(1)))
-            seqs.append(int(m.group(2)))
     sent = re.search(r"(\d+) packets transmitted, (\d+) received", ping_output)
     transmitted = int(sent.group(1)) if sent else 0
     received = int(sent.group(2)) if sent else len(stamps)
