@@ -24,8 +24,9 @@ BATCH = 64
 #: Room for a 64 KiB GSO super-frame, its Ethernet header and the virtio-net header.
 BUFFER_SIZE = 10 + 14 + 65535 + 64
 
-_DST = slice(VNET_HDR_LEN, VNET_HDR_LEN + 6)
-_SRC = slice(VNET_HDR_LEN + 6, VNET_HDR_LEN + 12)
+#: Offsets of the destination and source MAC behind the virtio-net header.
+_DST = VNET_HDR_LEN
+_SRC = VNET_HDR_LEN + 6
 
 
 class Port:
@@ -66,7 +67,7 @@ class Port:
 
 def wire_packets(buf: bytearray | bytes, n: int) -> int:
     """How many packets a frame of ``n`` bytes (header included) becomes on the wire."""
-    if buf[1] == 0:  # gso_type NONE
+    if buf[1] == 0:  # gso_type NONE (the hot path checks this itself before calling)
         return 1
     gso_size = buf[4] | (buf[5] << 8)
     hdr_len = buf[2] | (buf[3] << 8)
@@ -149,26 +150,36 @@ class Datapath:
     def _on_tap(self) -> None:
         readinto = self.tap.readinto
         buf = self._tap_buf
-        mv = memoryview(buf)
         port = self.tx_port
-        for _ in range(BATCH):
+        if port is None:
+            # No usable member: drain and count, so stale frames do not burst out later.
             try:
+                for _ in range(BATCH):
+                    if not readinto(buf):
+                        return
+                    self.tap_dropped += 1
+            except OSError:
+                self.tap_dropped += 1
+            return
+        mv = memoryview(buf)
+        send = port.sock.send
+        packets = nbytes = 0
+        try:
+            for _ in range(BATCH):
                 n = readinto(buf)
-            except OSError:
-                self.tap_dropped += 1
-                return
-            if not n:  # None: nothing left to read
-                return
-            if port is None:
-                self.tap_dropped += 1
-                continue
-            try:
-                port.sock.send(mv[:n])
-            except OSError:
-                port.tx_dropped += 1
-                continue
-            port.tx_packets += wire_packets(buf, n)
-            port.tx_bytes += n - VNET_HDR_LEN
+                if not n:  # None: nothing left to read
+                    break
+                try:
+                    send(mv[:n])
+                except OSError:
+                    port.tx_dropped += 1
+                    continue
+                packets += wire_packets(buf, n) if buf[1] else 1
+                nbytes += n - VNET_HDR_LEN
+        except OSError:
+            self.tap_dropped += 1
+        port.tx_packets += packets
+        port.tx_bytes += nbytes
 
     def _on_member(self, port: Port) -> None:
         recv_into = port.sock.recv_into
@@ -176,30 +187,34 @@ class Datapath:
         mv = memoryview(buf)
         tap_fd = self.tap_fd
         write = os.write
-        group_mac = self.group_mac
+        mac = self.group_mac
+        deliver = port in self.rx_ports
+        packets = nbytes = 0
         for _ in range(BATCH):
             try:
                 n = recv_into(buf)
             except BlockingIOError:
-                return
+                break
             except OSError:
-                port.rx_dropped += 1
-                return
+                port.rx_dropped += 1  # e.g. ENETDOWN, reported once when the link goes
+                break
+            if not deliver:
+                continue  # only the members the table names deliver to the TAP
             if n < VNET_HDR_LEN + 14:
                 port.rx_dropped += 1
                 continue
             if buf[VNET_HDR_LEN] & 1:
                 # Broadcast or multicast: ignore our own frames flooded back by the switch.
-                if buf[_SRC] == group_mac:
+                if buf.startswith(mac, _SRC):
                     continue
-            elif buf[_DST] != group_mac:
+            elif not buf.startswith(mac, _DST):
                 continue  # unicast for another host, flooded by the switch
-            if port not in self.rx_ports:
-                continue  # only the members the table names deliver to the TAP
             try:
                 write(tap_fd, mv[:n])
             except OSError:
                 port.rx_dropped += 1
                 continue
-            port.rx_packets += wire_packets(buf, n)
-            port.rx_bytes += n - VNET_HDR_LEN
+            packets += wire_packets(buf, n) if buf[1] else 1
+            nbytes += n - VNET_HDR_LEN
+        port.rx_packets += packets
+        port.rx_bytes += nbytes
