@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import socket
+import stat
 import struct
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -48,15 +49,21 @@ def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
 def prepare_socket_path(path: str) -> None:
     """Make the socket's directory; remove a stale socket, refuse a live one."""
     os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
-    if not os.path.exists(path):
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
         return
+    if not stat.S_ISSOCK(mode):
+        raise ControlError(f"control socket {path} exists and is not a socket")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.settimeout(1.0)
         probe.connect(path)
-    except OSError:
+    except ConnectionRefusedError:
         os.unlink(path)  # nobody listens: left by a dead instance
         return
+    except OSError as e:
+        raise ControlError(f"control socket {path}: {e.strerror or e}") from None
     finally:
         probe.close()
     raise ControlError(f"control socket {path} is in use by a running vnicbond")
@@ -153,7 +160,9 @@ def request(path: str, cmd: str, timeout: float = 5.0, **args: Any) -> Any:
     try:
         reply = json.loads(data)
     except ValueError:
-        raise ControlError(f"vnicbond at {path} sent no valid reply") from None
+        reply = None
+    if not isinstance(reply, dict):
+        raise ControlError(f"vnicbond at {path} sent no valid reply")
     if not reply.get("ok"):
         raise ControlError(str(reply.get("error", "request failed")))
     return reply.get("result")

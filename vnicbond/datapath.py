@@ -17,7 +17,7 @@ import io
 import os
 import socket
 
-from vnicbond.wire.vnet import VNET_HDR_LEN, ZERO_VNET_HDR
+from vnicbond.wire.vnet import GSO_UDP_L4, VNET_HDR_LEN, ZERO_VNET_HDR
 
 #: Frames drained per readiness callback before yielding to the event loop.
 BATCH = 64
@@ -66,13 +66,25 @@ class Port:
 
 
 def wire_packets(buf: bytearray | bytes, n: int) -> int:
-    """How many packets a frame of ``n`` bytes (header included) becomes on the wire."""
+    """How many packets a frame of ``n`` bytes (header included) becomes on the wire.
+
+    The header's ``hdr_len`` is only a hint (the kernel fills it with the linear length), so
+    for a partially checksummed TCP super-frame the header length is ``csum_start`` plus the
+    TCP header's own length.
+    """
     if buf[1] == 0:  # gso_type NONE (the hot path checks this itself before calling)
         return 1
     gso_size = buf[4] | (buf[5] << 8)
-    hdr_len = buf[2] | (buf[3] << 8)
-    payload = n - VNET_HDR_LEN - hdr_len
-    if gso_size == 0 or payload <= 0:
+    if gso_size == 0:
+        return 1
+    header = buf[2] | (buf[3] << 8)
+    if buf[0] & 1:  # NEEDS_CSUM: csum_start is where the transport header begins
+        l4 = buf[6] | (buf[7] << 8)
+        offset = VNET_HDR_LEN + l4 + 12  # the TCP data offset byte
+        tcp = buf[1] & 0x7F != GSO_UDP_L4  # UDP's header is always 8 bytes
+        header = l4 + ((buf[offset] >> 4) * 4 if tcp and offset < n else 8)
+    payload = n - VNET_HDR_LEN - header
+    if payload <= 0:
         return 1
     return -(-payload // gso_size)
 
