@@ -79,11 +79,21 @@ class Group:
 
     def set_health(self, member: str, healthy: bool, cause: Cause) -> list[Action]:
         """A detector says ``member`` can (or cannot) carry traffic."""
-        m = self._members[member]
-        if m.healthy == healthy:
-            return []
-        m.healthy = healthy
-        return self._elect(cause)
+        return self.update_health({member: healthy}, cause)
+
+    def update_health(self, changes: dict[str, bool], cause: Cause) -> list[Action]:
+        """Several members' health at once, decided in one election.
+
+        A group failure fails every member in the same instant: electing once keeps traffic
+        from hopping to a member that is about to fail too.
+        """
+        changed = False
+        for name, healthy in changes.items():
+            m = self._members[name]
+            if m.healthy != healthy:
+                m.healthy = healthy
+                changed = True
+        return self._elect(cause) if changed else []
 
     def set_offline(self, member: str, offline: bool) -> list[Action]:
         """The administrator takes ``member`` out of service, or puts it back."""

@@ -1,0 +1,333 @@
+"""Failure detection for one group: link state and in.mpathd-style probes, as a pure machine.
+
+No I/O and no clock: events (link change, probe reply, administrative change, the passing of
+time through :meth:`Detector.tick`) and the current time go in; probes to send and health
+changes come out, and :meth:`Detector.next_deadline` says when to call ``tick`` next. The
+daemon sends the probes, feeds back the replies it has matched, and hands health changes to
+:class:`vnicbond.group.Group`.
+
+Terms (as in in.mpathd):
+
+* **failure detection time** (FDT): the one knob. The **probe interval** I is FDT / 7; each
+  probe round goes out at a random point between 0.5 I and 1.0 I after the previous one, so
+  members and hosts do not probe in lock-step.
+* A **probe** is lost when no valid reply arrives within I of its sending.
+* A member's probes have **failed** when every target has lost the last ``NUM_PROBE_FAILS``
+  (5) probes in a row; they are **repaired** after ``NUM_PROBE_REPAIRS`` (10) consecutive
+  answered probes from any target (just one while no member of the group is usable).
+* A member is **usable** when it is healthy and not offline; it is **healthy** when its link
+  is up, its probes have not failed, and it is not held down for flapping.
+
+Event/state table (member M):
+
+====================================  ==================================================
+event                                 result
+====================================  ==================================================
+link down                             M unhealthy at once (cause ``link``); probes failed
+link up, M probes                     M stays unhealthy until its probes are repaired
+link up, M does not probe             M healthy after the link stays up for the repair
+                                      time (10 I); at once if no member is usable
+link up a third time within 60 s      M is flapping: not repaired until fewer than three
+                                      link-ups lie in the last 60 s (unless no member is
+                                      usable)
+5 losses in a row on every target     M unhealthy (cause ``probe``), unless every other
+                                      usable probing member is losing all its targets too:
+                                      then the targets died, and all of them fail at once
+                                      (group failure) instead of moving traffic around
+10 answers in a row on a target       M's probes repaired (1 answer if none is usable)
+====================================  ==================================================
+
+A member without probes (no test address or no targets) is judged by its link alone and
+reports its probe state as ``disabled``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from vnicbond.model import Cause
+
+NUM_PROBE_FAILS = 5
+NUM_PROBE_REPAIRS = 10
+#: Consecutive losses that make another member "also losing its targets".
+SUSPECT_LOSSES = 2
+FLAP_WINDOW = 60.0
+#: Link-ups tolerated within FLAP_WINDOW; one more and the member is flapping.
+FLAP_LIMIT = 2
+#: Probe states as status reports them.
+DISABLED, UNKNOWN, OK, FAILED = "disabled", "unknown", "ok", "failed"
+GROUP_FAILURE = "every member lost every target (group failure)"
+
+
+@dataclass(frozen=True, slots=True)
+class SendProbe:
+    """Send probe number ``seq`` from ``member`` to ``target``."""
+
+    member: str
+    target: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class HealthChanged:
+    """``member`` became healthy or unhealthy, and why."""
+
+    member: str
+    healthy: bool
+    cause: Cause
+    reason: str
+
+
+Output = SendProbe | HealthChanged
+
+
+@dataclass(slots=True)
+class TargetStats:
+    """One member's view of one probe target."""
+
+    target: str
+    sent: int = 0
+    lost: int = 0
+    lost_run: int = 0
+    ok_run: int = 0
+    rtt_ms: float | None = None
+    #: Unresolved probes, seq -> time sent, in sending order.
+    outstanding: dict[int, float] = field(default_factory=dict)
+    #: Outstanding probes answered in time, waiting for earlier ones to be resolved.
+    answered: set[int] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _Member:
+    name: str
+    targets: dict[str, TargetStats]
+    link_up: bool = False
+    link_since: float = 0.0
+    offline: bool = False
+    probe: str = UNKNOWN
+    healthy: bool = False
+    next_send: float = 0.0
+    link_ups: deque[float] = field(default_factory=deque)
+
+    @property
+    def probing(self) -> bool:
+        return bool(self.targets)
+
+    @property
+    def usable(self) -> bool:
+        return self.healthy and not self.offline
+
+
+class Detector:
+    """Health of every member of one group."""
+
+    def __init__(self, members: Sequence[tuple[str, Iterable[str]]], fdt_ms: int,
+                 rng: random.Random | None = None) -> None:
+        """``members``: (name, the targets it probes; empty for link state only)."""
+        self.interval = fdt_ms / 7000.0
+        self.rng = rng or random.Random()
+        self._members = {name: _Member(name, {t: TargetStats(t) for t in targets})
+                         for name, targets in members}
+        self._seq = 0
+        self._now = 0.0
+
+    # -- events ------------------------------------------------------------------------------
+    def start(self, links: dict[str, bool], now: float) -> dict[str, bool]:
+        """Initial link states; returns each member's initial health.
+
+        A member whose link is up starts healthy with its probe state ``unknown``: it is
+        innocent until its probes say otherwise, so start-up does not wait for 10 answers.
+        """
+        for m in self._members.values():
+            m.link_up = links.get(m.name, False)
+            m.link_since = now
+            m.probe = DISABLED if not m.probing else (UNKNOWN if m.link_up else FAILED)
+            m.healthy = m.link_up
+            m.next_send = now + self.interval * self.rng.uniform(0.0, 0.5)
+        return {m.name: m.healthy for m in self._members.values()}
+
+    def link(self, member: str, up: bool, now: float) -> list[Output]:
+        """The member's link went up or down."""
+        self._now = now
+        m = self._members[member]
+        if m.link_up == up:
+            return []
+        m.link_up = up
+        m.link_since = now
+        if up:
+            m.link_ups.append(now)
+            m.next_send = now  # probe at once: repair starts counting now
+        else:
+            for t in m.targets.values():
+                t.outstanding.clear()
+                t.answered.clear()
+                t.ok_run = 0
+            if m.probing:
+                m.probe = FAILED
+        return self._settle(self._evaluate(m, now, Cause.LINK), now)
+
+    def reply(self, member: str, target: str, seq: int, now: float) -> list[Output]:
+        """A valid reply to probe ``seq`` arrived (the caller has matched it)."""
+        self._now = now
+        m = self._members.get(member)
+        t = m.targets.get(target) if m else None
+        if m is None or t is None:
+            return []
+        sent = t.outstanding.get(seq)
+        if sent is None or seq in t.answered or sent + self.interval <= now:
+            return []  # never sent, a duplicate, or too late (it is lost): worth nothing
+        t.rtt_ms = round((now - sent) * 1000.0, 3)
+        t.answered.add(seq)
+        self._resolve(t, now)
+        return self._settle(self._evaluate(m, now, Cause.PROBE), now)
+
+    def set_offline(self, member: str, offline: bool, now: float) -> list[Output]:
+        """The administrator took the member out of service (or put it back)."""
+        self._now = now
+        m = self._members[member]
+        if m.offline == offline:
+            return []
+        m.offline = offline
+        return self._settle([], now) if offline else []
+
+    def tick(self, now: float) -> list[Output]:
+        """Count probes whose time ran out, send the rounds that are due, re-evaluate."""
+        self._now = now
+        out: list[Output] = []
+        for m in self._members.values():
+            for t in m.targets.values():
+                self._resolve(t, now)
+            if m.probing and m.link_up and now >= m.next_send:
+                for t in m.targets.values():
+                    self._seq = (self._seq + 1) & 0xFFFF
+                    t.outstanding[self._seq] = now
+                    t.sent += 1
+                    out.append(SendProbe(m.name, t.target, self._seq))
+                m.next_send = now + self.interval * self.rng.uniform(0.5, 1.0)
+        changes: list[Output] = []
+        for m in self._members.values():
+            changes.extend(self._evaluate(m, now, Cause.PROBE))
+        return out + self._settle(changes, now)
+
+    # -- queries -----------------------------------------------------------------------------
+    def next_deadline(self) -> float | None:
+        """When :meth:`tick` must run next (None: nothing pending)."""
+        times: list[float] = []
+        for m in self._members.values():
+            if m.probing and m.link_up:
+                times.append(m.next_send)
+            for t in m.targets.values():
+                times.extend(sent + self.interval for sent in t.outstanding.values())
+            if m.link_up and not m.healthy:
+                times.extend(self._hold_ends(m, self._now))
+        return min(times) if times else None
+
+    def healthy(self, member: str) -> bool:
+        """Whether the member can carry traffic (offline aside)."""
+        return self._members[member].healthy
+
+    def probe_state(self, member: str) -> str:
+        """``disabled``, ``unknown``, ``ok`` or ``failed``."""
+        return self._members[member].probe
+
+    def flapping(self, member: str, now: float) -> bool:
+        """Whether the member is held down for flapping."""
+        return self._flapping(self._members[member], now)
+
+    def targets(self, member: str) -> list[TargetStats]:
+        """The member's per-target statistics."""
+        return list(self._members[member].targets.values())
+
+    # -- the rules ---------------------------------------------------------------------------
+    def _resolve(self, t: TargetStats, now: float) -> None:
+        """Count resolved probes into the runs, strictly in the order they were sent."""
+        while t.outstanding:
+            seq, sent = next(iter(t.outstanding.items()))
+            if seq in t.answered:
+                t.answered.discard(seq)
+                t.ok_run += 1
+                t.lost_run = 0
+            elif sent + self.interval <= now:
+                t.lost += 1
+                t.lost_run += 1
+                t.ok_run = 0
+            else:
+                return  # the oldest is still in flight: later outcomes wait for it
+            del t.outstanding[seq]
+
+    def _flapping(self, m: _Member, now: float) -> bool:
+        while m.link_ups and m.link_ups[0] + FLAP_WINDOW <= now:
+            m.link_ups.popleft()
+        return len(m.link_ups) > FLAP_LIMIT
+
+    def _hold_ends(self, m: _Member, now: float) -> list[float]:
+        """When the holds on a repair end, for those still in the future."""
+        ends = []
+        if not m.probing and now < m.link_since + NUM_PROBE_REPAIRS * self.interval:
+            ends.append(m.link_since + NUM_PROBE_REPAIRS * self.interval)
+        if self._flapping(m, now):
+            ends.append(m.link_ups[-FLAP_LIMIT - 1] + FLAP_WINDOW)
+        return ends
+
+    def _settle(self, out: list[Output], now: float) -> list[Output]:
+        """After a member was lost, let the others be rescued: with no member usable, a
+        member that waits only for a hold or for its repair count is repaired at once."""
+        if not any(isinstance(o, HealthChanged) and not o.healthy for o in out) and out:
+            return out
+        for m in self._members.values():
+            if not m.healthy and m.link_up:
+                out.extend(self._evaluate(m, now, Cause.PROBE))
+        return out
+
+    def _none_usable(self, but: _Member) -> bool:
+        return not any(o.usable for o in self._members.values() if o is not but)
+
+    def _evaluate(self, m: _Member, now: float, cause: Cause) -> list[Output]:
+        out: list[Output] = []
+        rescue = self._none_usable(m)  # no one else can carry traffic: repair at once
+        reason = "link down" if not m.link_up else "probes lost on every target"
+        if not m.probing or not m.link_up:
+            cause = Cause.LINK
+        if m.probing and m.link_up:
+            if m.probe != FAILED:
+                if all(t.lost_run >= NUM_PROBE_FAILS for t in m.targets.values()):
+                    out.extend(self._probe_failure(m, now))
+                    if out:
+                        reason = GROUP_FAILURE
+                elif any(t.ok_run for t in m.targets.values()):
+                    m.probe = OK
+            else:
+                need = 1 if rescue else NUM_PROBE_REPAIRS
+                if any(t.ok_run >= need for t in m.targets.values()):
+                    m.probe = OK
+        healthy = m.link_up and m.probe != FAILED
+        if healthy and not m.healthy and not rescue:
+            # Repairs wait: a flapping link, or a link-only member not up for long enough.
+            if self._flapping(m, now):
+                healthy, reason = False, "flapping"
+            elif not m.probing and now < m.link_since + NUM_PROBE_REPAIRS * self.interval:
+                healthy, reason = False, "link up, waiting to stay up"
+        if healthy != m.healthy:
+            m.healthy = healthy
+            out.append(HealthChanged(m.name, healthy, cause,
+                                     "repaired" if healthy else reason))
+        return out
+
+    def _probe_failure(self, m: _Member, now: float) -> list[Output]:
+        """M lost every target: fail it alone, or fail the group if everyone is losing."""
+        m.probe = FAILED
+        others = [o for o in self._members.values() if o is not m and o.usable]
+        if not m.usable or not others or not all(
+            o.probing and all(t.lost_run >= SUSPECT_LOSSES for t in o.targets.values())
+            for o in others
+        ):
+            return []  # M's own failure; _evaluate reports it
+        out: list[Output] = []
+        for o in others:
+            o.probe = FAILED
+            o.healthy = False
+            out.append(HealthChanged(o.name, False, Cause.PROBE, GROUP_FAILURE))
+        return out
