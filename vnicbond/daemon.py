@@ -18,11 +18,13 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from vnicbond import control
 from vnicbond.config import Config, GroupConfig, check_system
 from vnicbond.datapath import Datapath
+from vnicbond.detector import Detector, HealthChanged, Output, SendProbe
 from vnicbond.group import Group
 from vnicbond.model import (
     Action,
@@ -34,10 +36,11 @@ from vnicbond.model import (
     SetCarrier,
     SetForwarding,
 )
+from vnicbond.prober import Prober, ProbingMember
 from vnicbond.system import netlink
 from vnicbond.system.isolation import Isolation, recover_stale
 from vnicbond.system.netlink import LinkInfo, LinkWatcher
-from vnicbond.system.packet import open_member_socket
+from vnicbond.system.packet import open_control_socket, open_member_socket
 from vnicbond.system.tap import Tap
 from vnicbond.wire.announce import announcement
 
@@ -45,6 +48,10 @@ log = logging.getLogger("vnicbond")
 
 #: How many state-change events the daemon keeps for ``status``/``events``.
 EVENT_HISTORY = 1000
+#: Control frames drained per readiness callback.
+CONTROL_BATCH = 32
+#: Consecutive losses after which an ICMP probe also re-resolves the target's MAC.
+RESOLVE_AFTER = 2
 
 
 class Stop(BaseException):
@@ -56,6 +63,23 @@ def state_path(config: Config, group: str) -> str:
     return os.path.join(os.path.dirname(config.control.socket) or ".", f"{group}.state")
 
 
+def probe_targets(cfg: GroupConfig) -> tuple[IPv4Address | IPv6Address, ...]:
+    """The configured targets, or else the group's on-link routers (its routes' gateways)."""
+    if cfg.probe.targets:
+        return tuple(cfg.probe.targets)
+    return tuple(dict.fromkeys(r.via for r in cfg.routes if r.via is not None))
+
+
+def member_targets(cfg: GroupConfig) -> dict[str, tuple[IPv4Address | IPv6Address, ...]]:
+    """Per member, the targets it probes: those of its test address's family (none without)."""
+    targets = probe_targets(cfg)
+    result = {}
+    for m in cfg.members:
+        test = m.test_address
+        result[m.name] = tuple(t for t in targets if test is not None and t.version == test.version)
+    return result
+
+
 class GroupRuntime:
     """One group's live objects: its decision core, TAP, sockets and datapath."""
 
@@ -64,6 +88,14 @@ class GroupRuntime:
         self.addresses = [str(a) for a in cfg.addresses]
         self.group = Group(cfg.name, [(m.name, m.standby) for m in cfg.members],
                            self.addresses, failback=cfg.failback)
+        self.targets = member_targets(cfg)
+        self.detector = Detector([(m, [str(t) for t in ts]) for m, ts in self.targets.items()],
+                                 cfg.failure_detection_time_ms)
+        self.prober: Prober | None = None
+        self.control: dict[str, socket.socket] = {}
+        self.timer: asyncio.TimerHandle | None = None
+        self.deadline: float | None = None
+        self.reasons: dict[str, str] = {}
         self.isolation = Isolation(cfg.name, [m.name for m in cfg.members], state_file)
         self.tap: Tap | None = None
         self.sockets: dict[str, socket.socket] = {}
@@ -131,10 +163,20 @@ class Daemon:
         cfg = rt.cfg
         self._undo.append(rt.isolation.restore)
         rt.isolation.apply()
+        probing = []
         for m in cfg.members:
             sock = open_member_socket(m.name, cfg.mac)
             rt.sockets[m.name] = sock
             self._undo.append(sock.close)
+            targets = rt.targets[m.name]
+            if targets and m.test_address is not None:
+                mac = sock.getsockname()[4]
+                ctl = open_control_socket(m.name, mac)
+                rt.control[m.name] = ctl
+                self._undo.append(ctl.close)
+                probing.append(ProbingMember(m.name, mac, m.test_address.ip, targets))
+        if probing:
+            rt.prober = Prober(cfg.probe.method, probing)
         try:
             rt.tap = Tap(cfg.name, cfg.mac, cfg.mtu)
         except OSError as e:
@@ -177,8 +219,11 @@ class Daemon:
                 for name, sock in rt.sockets.items():
                     rt.datapath.add_port(name, sock)
                 rt.datapath.start()
-                health = {m: bool(info and info.up) for m, info in rt.links.items()}
-                self._apply(rt, rt.group.start(health))
+                links = {m: bool(info and info.up) for m, info in rt.links.items()}
+                self._apply(rt, rt.group.start(rt.detector.start(links, time.monotonic())))
+                for member, ctl in rt.control.items():
+                    loop.add_reader(ctl.fileno(), self._on_control, rt, member, ctl)
+                self._arm(rt)
             self.server = control.ControlServer(self.config.control.socket, self._handle)
             await self.server.start()
             _notify_systemd("READY=1")
@@ -192,6 +237,10 @@ class Daemon:
             for rt in self.groups:
                 for handle in rt.announcing:
                     handle.cancel()
+                if rt.timer is not None:
+                    rt.timer.cancel()
+                for ctl in rt.control.values():
+                    loop.remove_reader(ctl.fileno())
                 if rt.datapath is not None:
                     rt.datapath.stop()
             if self.server is not None:
@@ -209,7 +258,74 @@ class Daemon:
         if old is not None and old.up == up and not deleted:
             return
         log.debug("link %s: %s", member, "up" if up else "down")
-        self._apply(rt, rt.group.set_health(member, up, Cause.LINK))
+        self._feed(rt, rt.detector.link(member, up, time.monotonic()))
+
+    def _on_timer(self, rt: GroupRuntime) -> None:
+        rt.timer = rt.deadline = None
+        self._feed(rt, rt.detector.tick(time.monotonic()))
+
+    def _on_control(self, rt: GroupRuntime, member: str, sock: socket.socket) -> None:
+        """Probe replies and the test address's ARP/NDP, from one member's control socket."""
+        assert rt.prober is not None
+        now = time.monotonic()
+        outputs: list[Output] = []
+        for _ in range(CONTROL_BATCH):
+            try:
+                frame = sock.recv(4096)
+            except BlockingIOError:
+                break
+            except OSError:
+                break  # ENETDOWN once when the link goes; the link event says the rest
+            received = rt.prober.receive(member, frame)
+            for answer in received.answers:
+                with contextlib.suppress(OSError):
+                    sock.send(answer)
+            for target, seq in received.replies:
+                outputs.extend(rt.detector.reply(member, target, seq, now))
+        if outputs:
+            self._feed(rt, outputs)
+
+    def _feed(self, rt: GroupRuntime, outputs: list[Output]) -> None:
+        """Carry out the detector's outputs: send probes, hand health changes to the group."""
+        changes: dict[str, bool] = {}
+        cause: Cause | None = None
+        for out in outputs:
+            if isinstance(out, SendProbe):
+                self._send_probe(rt, out)
+            elif isinstance(out, HealthChanged):
+                changes[out.member] = out.healthy
+                cause = cause or out.cause
+                rt.reasons[out.member] = out.reason
+                log.info("%s: member %s %s: %s", rt.cfg.name, out.member,
+                         "healthy" if out.healthy else "unhealthy", out.reason)
+        if changes:
+            assert cause is not None
+            self._apply(rt, rt.group.update_health(changes, cause))
+        self._arm(rt)
+
+    def _send_probe(self, rt: GroupRuntime, probe: SendProbe) -> None:
+        sock = rt.control.get(probe.member)
+        if sock is None or rt.prober is None:
+            return
+        stats = next(t for t in rt.detector.targets(probe.member) if t.target == probe.target)
+        for frame in rt.prober.probe(probe.member, probe.target, probe.seq,
+                                     resolve=stats.lost_run >= RESOLVE_AFTER):
+            with contextlib.suppress(OSError):  # a down link: the probe is simply lost
+                sock.send(frame)
+
+    def _arm(self, rt: GroupRuntime) -> None:
+        """Keep exactly one timer per group, at the detector's next deadline."""
+        deadline = rt.detector.next_deadline()
+        if deadline == rt.deadline and rt.timer is not None:
+            return
+        if rt.timer is not None:
+            rt.timer.cancel()
+            rt.timer = None
+        rt.deadline = deadline
+        if deadline is not None:
+            # The detector's clock is time.monotonic() (the loop's has only milliseconds).
+            delay = max(0.0, deadline - time.monotonic())
+            rt.timer = asyncio.get_running_loop().call_later(delay, self._on_timer, rt)
 
     # -- actions out -------------------------------------------------------------------------
     def _apply(self, rt: GroupRuntime, actions: list[Action]) -> None:
@@ -289,11 +405,13 @@ class Daemon:
                 info = rt.links.get(m.name)
                 port = dp.ports.get(m.name) if dp else None
                 counters = port.counters() if port else {}
+                state = rt.group.member_state(m.name).value
                 members.append({
                     "name": m.name,
-                    "state": rt.group.member_state(m.name).value,
+                    "state": state,
                     "link": "up" if info is not None and info.up else "down",
-                    "probe": "disabled",
+                    "probe": rt.detector.probe_state(m.name),
+                    "reason": rt.reasons.get(m.name) if state == "failed" else None,
                     "standby": m.standby,
                     "test_address": str(m.test_address) if m.test_address else None,
                     **counters,
@@ -312,6 +430,10 @@ class Daemon:
                 "tap_dropped": dp.tap_dropped if dp else 0,
                 "members": members,
                 "addresses": [{"address": a, "member": host} for a in rt.addresses],
+                "targets": [
+                    {"member": m.name, "target": t.target, "rtt_ms": t.rtt_ms, "lost": t.lost,
+                     "sent": t.sent}
+                    for m in rt.cfg.members for t in rt.detector.targets(m.name)],
             })
         return {"pid": os.getpid(), "uptime_s": round(time.time() - self.started, 3),
                 "groups": groups}

@@ -69,9 +69,12 @@ def test_failback_returns_to_the_preferred_member(lab, make_bond):
     wait_ping(lab, lab.peer, DATA_V4)
     lab.link_down(0)
     lab.wait_for(lambda: bond.active() == "m1", what="m1 to take over")
-    ping = ping_stream(lab, lab.peer, DATA_V4, 0.01, 200)
+    ping = ping_stream(lab, lab.peer, DATA_V4, 0.01, 300)
     time.sleep(0.5)
     lab.link_up(0)
+    # Link state alone repairs a member once its link has stayed up for the repair time
+    # (10 probe intervals), so a flapping cable cannot move traffic faster than that.
+    lab.wait_for(lambda: bond.active() == "m0", timeout=5, what="failback to m0")
     sent, received, out = ping_result(ping)
     assert sent - received <= 3, out
     assert bond.active() == "m0"
