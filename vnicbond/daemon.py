@@ -95,7 +95,6 @@ class GroupRuntime:
         self.control: dict[str, socket.socket] = {}
         self.timer: asyncio.TimerHandle | None = None
         self.deadline: float | None = None
-        self.reasons: dict[str, str] = {}
         self.isolation = Isolation(cfg.name, [m.name for m in cfg.members], state_file)
         self.tap: Tap | None = None
         self.sockets: dict[str, socket.socket] = {}
@@ -295,7 +294,6 @@ class Daemon:
             elif isinstance(out, HealthChanged):
                 changes[out.member] = out.healthy
                 cause = cause or out.cause
-                rt.reasons[out.member] = out.reason
                 log.info("%s: member %s %s: %s", rt.cfg.name, out.member,
                          "healthy" if out.healthy else "unhealthy", out.reason)
         if changes:
@@ -411,7 +409,7 @@ class Daemon:
                     "state": state,
                     "link": "up" if info is not None and info.up else "down",
                     "probe": rt.detector.probe_state(m.name),
-                    "reason": rt.reasons.get(m.name) if state == "failed" else None,
+                    "reason": rt.detector.reason(m.name, time.monotonic()),
                     "standby": m.standby,
                     "test_address": str(m.test_address) if m.test_address else None,
                     **counters,

@@ -111,6 +111,7 @@ class _Member:
     healthy: bool = False
     next_send: float = 0.0
     link_ups: deque[float] = field(default_factory=deque)
+    fail_reason: str = ""
 
     @property
     def probing(self) -> bool:
@@ -237,6 +238,19 @@ class Detector:
         """Whether the member is held down for flapping."""
         return self._flapping(self._members[member], now)
 
+    def reason(self, member: str, now: float) -> str | None:
+        """Why an unhealthy member is not carrying traffic (None if it is healthy)."""
+        m = self._members[member]
+        if m.healthy:
+            return None
+        if not m.link_up:
+            return "link down"
+        if m.probe == FAILED:
+            return m.fail_reason or "probes lost on every target"
+        if self._flapping(m, now):
+            return "flapping"
+        return "link up, waiting to stay up"
+
     def targets(self, member: str) -> list[TargetStats]:
         """The member's per-target statistics."""
         return list(self._members[member].targets.values())
@@ -295,8 +309,7 @@ class Detector:
             if m.probe != FAILED:
                 if all(t.lost_run >= NUM_PROBE_FAILS for t in m.targets.values()):
                     out.extend(self._probe_failure(m, now))
-                    if out:
-                        reason = GROUP_FAILURE
+                    reason = m.fail_reason = GROUP_FAILURE if out else reason
                 elif any(t.ok_run for t in m.targets.values()):
                     m.probe = OK
             else:
@@ -329,5 +342,6 @@ class Detector:
         for o in others:
             o.probe = FAILED
             o.healthy = False
+            o.fail_reason = GROUP_FAILURE
             out.append(HealthChanged(o.name, False, Cause.PROBE, GROUP_FAILURE))
         return out
