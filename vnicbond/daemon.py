@@ -113,6 +113,8 @@ class Daemon:
         self.groups = [GroupRuntime(g, state_path(config, g.name)) for g in config.groups]
         self.members: dict[str, tuple[GroupRuntime, str]] = {
             m.name: (rt, m.name) for rt in self.groups for m in rt.cfg.members}
+        self.by_index: dict[int, tuple[GroupRuntime, str]] = {}
+        self._replaced: set[str] = set()
         self.watcher: LinkWatcher | None = None
         self.server: control.ControlServer | None = None
         self.events: deque[dict[str, Any]] = deque(maxlen=EVENT_HISTORY)
@@ -186,7 +188,9 @@ class Daemon:
         routes = [(str(r.to), str(r.via) if r.via else None) for r in cfg.routes]
         netlink.configure_addresses(cfg.name, cfg.addresses, routes)
         for m in cfg.members:
-            rt.links[m.name] = netlink.get_link(m.name)
+            info = rt.links[m.name] = netlink.get_link(m.name)
+            if info is not None:
+                self.by_index[info.index] = (rt, m.name)
         for address in rt.addresses:
             announcement(cfg.mac, address)  # build (and import scapy) now, not in a failover
 
@@ -247,11 +251,23 @@ class Daemon:
 
     # -- events in ---------------------------------------------------------------------------
     def _on_link(self, info: LinkInfo, deleted: bool) -> None:
-        entry = self.members.get(info.name)
+        # Members are known by the interface index they had at start-up: the sockets are bound
+        # to that device. A new device that takes a member's name is not that member (taking
+        # it over needs new sockets and isolation: a restart does it today).
+        entry = self.by_index.get(info.index)
         if entry is None:
+            named = self.members.get(info.name)
+            if named is not None and not deleted and info.name not in self._replaced:
+                self._replaced.add(info.name)
+                log.warning("%s: a new interface %s (index %d) appeared; member %s stays "
+                            "failed until vnicbond restarts", named[0].cfg.name, info.name,
+                            info.index, info.name)
             return
         rt, member = entry
         old = rt.links.get(member)
+        if deleted:
+            del self.by_index[info.index]
+            log.warning("%s: member %s was removed", rt.cfg.name, member)
         rt.links[member] = None if deleted else info
         up = not deleted and info.up
         if old is not None and old.up == up and not deleted:
