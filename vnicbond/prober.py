@@ -60,7 +60,11 @@ class Prober:
         self.method = method
         self.members = {m.name: m for m in members}
         self.token = token if token is not None else os.urandom(TOKEN_LEN)
+        if len(self.token) != TOKEN_LEN:
+            raise ValueError(f"the probe token must be {TOKEN_LEN} bytes")
         self.ident = ident if ident is not None else int.from_bytes(os.urandom(2), "big")
+        if not 0 <= self.ident <= 0xFFFF:
+            raise ValueError("the ICMP identifier must fit in 16 bits")
 
     def probe(self, member: str, target: str, seq: int, resolve: bool = False) -> list[bytes]:
         """The frames that make probe ``seq`` from ``member`` to ``target``.
