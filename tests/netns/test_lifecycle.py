@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+import time
 
 import pytest
 import yaml
@@ -96,3 +98,20 @@ def test_invalid_config_is_refused_and_nothing_changes(lab, make_bond, name):
         assert len(lines) == 1, proc.stderr
         assert str(bond.path) in lines[0] and key in lines[0]
     assert snapshot(lab) == before
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.3, 0.6, 0.9, 1.2])
+def test_sigterm_at_any_moment_of_start_up_leaves_nothing(lab, make_bond, delay):
+    before = snapshot(lab)
+    bond = make_bond(lab, start=False)
+    bond.start(wait=False)
+    time.sleep(delay)
+    status = bond.stop()
+    assert status in (0, -signal.SIGTERM), bond.logs()
+    assert "Traceback" not in bond.logs()
+    assert snapshot(lab) == before
+    assert not os.path.exists(bond.socket)
+    assert not os.path.exists(os.path.join(os.path.dirname(bond.socket), "ipmp0.state"))
+    # and the next start is a normal one
+    bond.start()
+    assert bond.status()["state"] == "ok"
