@@ -36,7 +36,7 @@ from vnicbond.model import (
     SetCarrier,
     SetForwarding,
 )
-from vnicbond.prober import Prober, ProbingMember
+from vnicbond.prober import Prober, ProbingMember, TokenBucket
 from vnicbond.system import netlink
 from vnicbond.system.isolation import Isolation, recover_stale
 from vnicbond.system.netlink import LinkInfo, LinkWatcher
@@ -52,6 +52,9 @@ EVENT_HISTORY = 1000
 CONTROL_BATCH = 32
 #: Consecutive losses after which an ICMP probe also re-resolves the target's MAC.
 RESOLVE_AFTER = 2
+#: ARP replies / neighbour advertisements for a member's test address: per second, and burst.
+ANSWER_RATE = 100.0
+ANSWER_BURST = 20.0
 
 
 class Stop(BaseException):
@@ -93,6 +96,7 @@ class GroupRuntime:
                                  cfg.failure_detection_time_ms)
         self.prober: Prober | None = None
         self.control: dict[str, socket.socket] = {}
+        self.answer_limit = {m.name: TokenBucket(ANSWER_RATE, ANSWER_BURST) for m in cfg.members}
         self.timer: asyncio.TimerHandle | None = None
         self.deadline: float | None = None
         self.isolation = Isolation(cfg.name, [m.name for m in cfg.members], state_file)
@@ -292,9 +296,11 @@ class Daemon:
             except OSError:
                 break  # ENETDOWN once when the link goes; the link event says the rest
             received = rt.prober.receive(member, frame)
+            bucket = rt.answer_limit[member]
             for answer in received.answers:
-                with contextlib.suppress(OSError):
-                    sock.send(answer)
+                if bucket.take(now):
+                    with contextlib.suppress(OSError):
+                        sock.send(answer)
             for target, seq in received.replies:
                 outputs.extend(rt.detector.reply(member, target, seq, now))
         if outputs:
@@ -448,6 +454,7 @@ class Daemon:
                     {"member": m.name, "target": t.target, "rtt_ms": t.rtt_ms, "lost": t.lost,
                      "sent": t.sent}
                     for m in rt.cfg.members for t in rt.detector.targets(m.name)],
+                "answers_rate_limited": sum(b.dropped for b in rt.answer_limit.values()),
             })
         return {"pid": os.getpid(), "uptime_s": round(time.time() - self.started, 3),
                 "groups": groups}

@@ -50,6 +50,34 @@ class Received:
 NOTHING = Received()
 
 
+class TokenBucket:
+    """At most ``rate`` events a second on average, ``burst`` at once (the clock is passed in).
+
+    Bounds the ARP replies and neighbour advertisements the daemon sends for test addresses,
+    so a flood of questions cannot turn it into an amplifier.
+    """
+
+    __slots__ = ("burst", "dropped", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.stamp: float | None = None
+        self.dropped = 0
+
+    def take(self, now: float) -> bool:
+        """Spend one token if there is one; count a drop otherwise."""
+        if self.stamp is not None:
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        self.dropped += 1
+        return False
+
+
 class Prober:
     """Frames for the probes of one group."""
 

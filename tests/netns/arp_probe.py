@@ -1,8 +1,9 @@
 """Send one ARP request from a lab namespace and count the replies (run inside the peer ns).
 
-``python -m tests.netns.arp_probe IFACE TARGET_IP SECONDS`` prints, as JSON, how many ARP
-replies for TARGET_IP arrived within SECONDS and the MACs they carried. The receiving socket
-is open before the request leaves, so no reply can be missed.
+``python -m tests.netns.arp_probe IFACE TARGET_IP SECONDS [COUNT]`` sends COUNT requests
+(default 1) and prints, as JSON, how many ARP replies for TARGET_IP arrived within SECONDS and
+the MACs they carried. The receiving socket is open before the requests leave, so no reply
+can be missed.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def _mac(b: bytes) -> str:
 
 def main() -> None:
     iface, target, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    count = int(sys.argv[4]) if len(sys.argv) > 4 else 1
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
     sock.bind((iface, ETH_P_ARP))
     mac = sock.getsockname()[4]
@@ -34,7 +36,9 @@ def main() -> None:
     target_ip = socket.inet_aton(target)
     request = (b"\xff" * 6 + mac + struct.pack("!H", ETH_P_ARP)
                + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac + my_ip + b"\0" * 6 + target_ip)
-    sock.send(request)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+    for _ in range(count):
+        sock.send(request)
     macs = []
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:

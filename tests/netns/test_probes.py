@@ -224,3 +224,16 @@ def test_daemon_without_probes_accepts_probe_config_with_unreachable_target(lab,
     lab.wait_for(lambda: bond.status()["state"] == "failed", timeout=3, what="group failure")
     assert bond.proc.poll() is None
     assert subprocess.run(["true"]).returncode == 0
+
+
+def test_answers_for_a_test_address_are_rate_limited(lab, make_bond):
+    bond = make_bond(lab, **probing(lab))
+    wait_probes_ok(lab, bond)
+    out = lab.ns(lab.peer, sys.executable, "-m", "tests.netns.arp_probe", "p0", "198.18.0.21",
+                 "1.0", "2000", timeout=30).stdout
+    replies = json.loads(out.strip().splitlines()[-1])["replies"]
+    # A burst of 20 and 100 a second: 2000 questions in well under a second get ~20-120.
+    assert 1 <= replies <= 150
+    limited = bond.status()["answers_rate_limited"]
+    assert 500 <= limited <= 2000 - replies  # (the socket may also drop some of the flood)
+    assert bond.member("m0")["probe"] == "ok"  # probing goes on meanwhile

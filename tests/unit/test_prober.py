@@ -931,3 +931,13 @@ def test_token_of_another_length_is_refused_or_works(token: bytes) -> None:
     (request,) = prober.probe("a", target, 12)
     reply = echo_frame(4, seq=12, payload=Ether(request)[Raw].load)
     assert prober.receive("a", reply).replies == ((target, 12),)
+
+
+def test_token_bucket_allows_a_burst_then_the_rate() -> None:
+    from vnicbond.prober import TokenBucket
+
+    bucket = TokenBucket(rate=100.0, burst=20.0)
+    assert sum(bucket.take(0.0) for _ in range(50)) == 20  # the burst, then nothing
+    assert bucket.dropped == 30
+    assert sum(bucket.take(0.1) for _ in range(50)) == 10  # 100/s for 0.1 s
+    assert sum(bucket.take(10.0) for _ in range(50)) == 20  # refills only up to the burst
