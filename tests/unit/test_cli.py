@@ -12,9 +12,7 @@ import re
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -230,14 +228,6 @@ class OneShotServer:
         self.thread.join(TIMEOUT)
         self.sock.close()
 
-
-@pytest.fixture
-def sock_dir(tmp_path: Path) -> Iterator[Path]:
-    if len(str(tmp_path)) < 80:
-        yield tmp_path
-        return
-    with tempfile.TemporaryDirectory(prefix="vb") as d:
-        yield Path(d)
 
 
 def test_status_prints_the_table(sock_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

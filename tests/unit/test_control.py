@@ -13,7 +13,6 @@ import json
 import os
 import socket
 import stat
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,15 +69,6 @@ class ServerThread:
             self.thread.join(TIMEOUT)
             self.loop.close()
 
-
-@pytest.fixture
-def sock_dir(tmp_path: Path) -> Iterator[Path]:
-    # AF_UNIX paths are limited to 107 bytes; fall back to a short directory if needed.
-    if len(str(tmp_path)) < 80:
-        yield tmp_path
-        return
-    with tempfile.TemporaryDirectory(prefix="vb") as d:
-        yield Path(d)
 
 
 @pytest.fixture
