@@ -436,7 +436,7 @@ class Daemon:
                     "test_address": str(m.test_address) if m.test_address else None,
                     **counters,
                 })
-            host = rt.group.address_host()
+            hosts = rt.group.address_hosts()
             groups.append({
                 "name": rt.cfg.name,
                 "mode": rt.cfg.mode,
@@ -449,7 +449,7 @@ class Daemon:
                 "address_moves": rt.address_moves,
                 "tap_dropped": dp.tap_dropped if dp else 0,
                 "members": members,
-                "addresses": [{"address": a, "member": host} for a in rt.addresses],
+                "addresses": [{"address": a, "member": hosts[a]} for a in rt.addresses],
                 "targets": [
                     {"member": m.name, "target": t.target, "rtt_ms": t.rtt_ms, "lost": t.lost,
                      "sent": t.sent}

@@ -17,6 +17,18 @@ Active-backup rules (as in in.mpathd and the bonding driver's active-backup mode
   gives traffic back as soon as a non-standby member is usable: standby members carry traffic
   only while an active one is missing.
 * No usable member: the group has failed and the TAP's carrier goes off.
+
+Load-spread rules (IPMP's load spreading):
+
+* Every usable non-standby member is active: outbound flows spread over all of them and each
+  receives for the addresses it hosts. A usable standby member becomes active only to stand
+  in for a missing non-standby member, one for one.
+* Each data address is hosted by one active member (:mod:`vnicbond.placement`): spread evenly,
+  moved only when its member leaves (to the active member with the fewest), and with
+  ``failback: true`` returned home when its home member is back. Every address that moves is
+  announced from its new member.
+* ``failback: false``: a repaired member waits as a spare (standby) while another member is
+  active, and joins again when one leaves, as IPMP's FAILBACK=no.
 """
 
 from __future__ import annotations
@@ -34,7 +46,12 @@ from vnicbond.model import (
     MemberState,
     SetCarrier,
     SetForwarding,
+    SetSpread,
 )
+from vnicbond.placement import home_placement, place
+
+ACTIVE_BACKUP = "active-backup"
+LOAD_SPREAD = "load-spread"
 
 
 @dataclass(slots=True)
@@ -54,11 +71,14 @@ class Group:
     """The active-backup decision for one group."""
 
     def __init__(self, name: str, members: list[tuple[str, bool]], addresses: list[str],
-                 failback: bool = True) -> None:
+                 failback: bool = True, mode: str = ACTIVE_BACKUP) -> None:
         """``members`` are ``(name, standby)`` pairs in configuration order."""
         if not members:
             raise ValueError("a group needs at least one member")
+        if mode not in (ACTIVE_BACKUP, LOAD_SPREAD):
+            raise ValueError(f"unknown mode {mode!r}")
         self.name = name
+        self.mode = mode
         self.failback = failback
         self.addresses = tuple(addresses)
         self._members = {n: _Member(n, standby) for n, standby in members}
@@ -69,13 +89,19 @@ class Group:
         self.active: str | None = None
         self.state: GroupState | None = None
         self.carrier: bool | None = None
+        #: Load spreading: the active members, where each address lives, and its home.
+        self.spread: tuple[str, ...] = ()
+        self.hosts: dict[str, str | None] = dict.fromkeys(self.addresses)
+        self.home = home_placement(self.addresses,
+                                   [m.name for m in self._order if not m.standby])
+        self._spares: set[str] = set()  # repaired with failback: false, waiting to be needed
 
     # -- inputs ------------------------------------------------------------------------------
     def start(self, healthy: dict[str, bool]) -> list[Action]:
         """Set every member's initial health and make the first election."""
         for name, ok in healthy.items():
             self._members[name].healthy = ok
-        return self._elect(Cause.START)
+        return self._decide(Cause.START)
 
     def set_health(self, member: str, healthy: bool, cause: Cause) -> list[Action]:
         """A detector says ``member`` can (or cannot) carry traffic."""
@@ -93,7 +119,7 @@ class Group:
             if m.healthy != healthy:
                 m.healthy = healthy
                 changed = True
-        return self._elect(cause) if changed else []
+        return self._decide(cause) if changed else []
 
     def set_offline(self, member: str, offline: bool) -> list[Action]:
         """The administrator takes ``member`` out of service, or puts it back."""
@@ -101,7 +127,7 @@ class Group:
         if m.offline == offline:
             return []
         m.offline = offline
-        return self._elect(Cause.ADMIN)
+        return self._decide(Cause.ADMIN)
 
     # -- queries -----------------------------------------------------------------------------
     def member_state(self, member: str) -> MemberState:
@@ -115,10 +141,86 @@ class Group:
         return list(self._members)
 
     def address_host(self) -> str | None:
-        """The member hosting every data address (active-backup: the active one)."""
+        """Active-backup: the member hosting every data address (the active one)."""
         return self.active
 
+    def address_hosts(self) -> dict[str, str | None]:
+        """Each data address's hosting member (active-backup: the active one for all)."""
+        if self.mode == LOAD_SPREAD:
+            return dict(self.hosts)
+        return dict.fromkeys(self.addresses, self.active)
+
     # -- the decision ------------------------------------------------------------------------
+    def _decide(self, cause: Cause) -> list[Action]:
+        return self._spread(cause) if self.mode == LOAD_SPREAD else self._elect(cause)
+
+    def _member_states(self, active: set[str], cause: Cause) -> list[Action]:
+        actions: list[Action] = []
+        for m in self._members.values():
+            if m.offline:
+                new = MemberState.OFFLINE
+            elif not m.healthy:
+                new = MemberState.FAILED
+            elif m.name in active:
+                new = MemberState.ACTIVE
+            else:
+                new = MemberState.STANDBY
+            if new != m.state:
+                actions.append(MemberChanged(m.name, m.state, new, cause))
+                m.state = new
+        return actions
+
+    def _group_state(self, cause: Cause) -> list[Action]:
+        usable = sum(1 for m in self._members.values() if m.usable)
+        state = (GroupState.FAILED if usable == 0
+                 else GroupState.OK if usable == len(self._members) else GroupState.DEGRADED)
+        if state == self.state:
+            return []
+        old, self.state = self.state, state
+        return [GroupChanged(old, state, cause)]
+
+    def _carrier(self, on: bool) -> list[Action]:
+        if on == self.carrier:
+            return []
+        self.carrier = on
+        return [SetCarrier(on)]
+
+    def _spread(self, cause: Cause) -> list[Action]:
+        old_active = set(self.spread)
+        usable = [m for m in self._order if m.usable]
+        if self.failback:
+            self._spares.clear()
+        else:
+            # A member repaired while others carry traffic waits as a spare; when an active
+            # member leaves, the spares are needed again.
+            if old_active - {m.name for m in usable}:
+                self._spares.clear()
+            if cause is not Cause.START and old_active:
+                self._spares |= {m.name for m in usable if not m.standby
+                                 and m.name not in old_active}
+            self._spares &= {m.name for m in usable}
+        regular = [m for m in usable if not m.standby and m.name not in self._spares]
+        missing = sum(1 for m in self._members.values() if not m.standby) - len(regular)
+        stand_ins = [m for m in usable if m.standby or m.name in self._spares][:max(missing, 0)]
+        chosen = {m.name for m in regular + stand_ins}
+        active = tuple(m.name for m in self._order if m.name in chosen)
+        hosts = place(self.addresses, active, self.hosts, self.home, self.failback)
+        actions = self._member_states(set(active), cause)
+        moved = [a for a in self.addresses if hosts[a] != self.hosts[a]]
+        if active != self.spread or moved or cause is Cause.START:
+            actions.append(SetSpread(active, tuple(hosts.items())))
+        actions.extend(AddressMoved(a, self.hosts[a], hosts[a], cause) for a in moved)
+        self.spread, self.hosts = active, hosts
+        self.active = active[0] if active else None
+        actions.extend(self._carrier(bool(active)))
+        announce = self.addresses if cause is Cause.START else moved
+        for member in active:
+            mine = tuple(a for a in announce if hosts[a] == member)
+            if mine:
+                actions.append(Announce(member, mine))
+        actions.extend(self._group_state(cause))
+        return actions
+
     def _choose(self) -> str | None:
         usable = [m for m in self._order if m.usable]
         if not usable:

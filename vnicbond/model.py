@@ -46,6 +46,15 @@ class SetForwarding:
 
 
 @dataclass(frozen=True, slots=True)
+class SetSpread:
+    """Load spreading: spread outbound flows over ``active`` (preference order), receive on
+    all of them, and host each data address on its member (``hosts``: (address, member))."""
+
+    active: tuple[str, ...]
+    hosts: tuple[tuple[str, str | None], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Announce:
     """Send gratuitous ARPs / unsolicited NAs for ``addresses`` out of ``member``."""
 
@@ -89,4 +98,5 @@ class AddressMoved:
     cause: Cause
 
 
-Action = SetForwarding | Announce | SetCarrier | MemberChanged | GroupChanged | AddressMoved
+Action = (SetForwarding | SetSpread | Announce | SetCarrier | MemberChanged | GroupChanged
+          | AddressMoved)
