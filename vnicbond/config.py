@@ -57,10 +57,10 @@ IPNetwork = IPv4Network | IPv6Network
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
 """Accepted values of ``log_level``."""
 
-MODES: tuple[str, ...] = ("active-backup",)
+MODES: tuple[str, ...] = ("active-backup", "load-spread")
 """Group modes that are implemented."""
 
-FUTURE_MODES: tuple[str, ...] = ("load-spread",)
+FUTURE_MODES: tuple[str, ...] = ()
 """Group modes that are planned but not supported yet (rejected with a clear message)."""
 
 PROBE_METHODS: tuple[str, ...] = ("icmp", "arp")
@@ -828,8 +828,7 @@ class _Builder:
             raise self.error(
                 node,
                 key,
-                f"unknown mode {_short(mode)} (valid modes: {_describe_choices(MODES)}; "
-                f"planned: {_describe_choices(FUTURE_MODES)})",
+                f"unknown mode {_short(mode)} (valid modes: {_describe_choices(MODES)})",
             )
         return mode
 

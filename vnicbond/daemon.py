@@ -35,6 +35,7 @@ from vnicbond.model import (
     MemberChanged,
     SetCarrier,
     SetForwarding,
+    SetSpread,
 )
 from vnicbond.prober import Prober, ProbingMember, TokenBucket
 from vnicbond.system import netlink
@@ -90,7 +91,7 @@ class GroupRuntime:
         self.cfg = cfg
         self.addresses = [str(a) for a in cfg.addresses]
         self.group = Group(cfg.name, [(m.name, m.standby) for m in cfg.members],
-                           self.addresses, failback=cfg.failback)
+                           self.addresses, failback=cfg.failback, mode=cfg.mode)
         self.targets = member_targets(cfg)
         self.detector = Detector([(m, [str(t) for t in ts]) for m, ts in self.targets.items()],
                                  cfg.failure_detection_time_ms)
@@ -105,6 +106,10 @@ class GroupRuntime:
         self.datapath: Datapath | None = None
         self.links: dict[str, LinkInfo | None] = {}
         self.announcing: list[asyncio.TimerHandle] = []
+        #: Each member's own MAC (load spreading sends with it).
+        self.member_macs: dict[str, bytes] = {}
+        #: Packed data address -> its text form, for the datapath's lookups.
+        self.packed = {a.ip.packed: str(a) for a in cfg.addresses}
         self.failovers = 0
         self.address_moves = 0
 
@@ -173,9 +178,9 @@ class Daemon:
             sock = open_member_socket(m.name, cfg.mac)
             rt.sockets[m.name] = sock
             self._undo.append(sock.close)
+            mac = rt.member_macs[m.name] = sock.getsockname()[4]
             targets = rt.targets[m.name]
             if targets and m.test_address is not None:
-                mac = sock.getsockname()[4]
                 ctl = open_control_socket(m.name, mac)
                 rt.control[m.name] = ctl
                 self._undo.append(ctl.close)
@@ -195,8 +200,9 @@ class Daemon:
             info = rt.links[m.name] = netlink.get_link(m.name)
             if info is not None:
                 self.by_index[info.index] = (rt, m.name)
-        for address in rt.addresses:
-            announcement(cfg.mac, address)  # build (and import scapy) now, not in a failover
+        for address in rt.addresses:  # build (and import scapy) now, not in a failover
+            for mac in (cfg.mac, *rt.member_macs.values()):
+                announcement(mac, address)
 
     def teardown(self) -> None:
         """Undo everything :meth:`setup` did, newest first. Never raises."""
@@ -223,8 +229,10 @@ class Daemon:
             for rt in self.groups:
                 assert rt.tap is not None
                 rt.datapath = Datapath(loop, rt.tap.fd, rt.cfg.mac)
+                tests = {m.name: m.test_address.ip.packed for m in rt.cfg.members
+                         if m.test_address is not None}
                 for name, sock in rt.sockets.items():
-                    rt.datapath.add_port(name, sock)
+                    rt.datapath.add_port(name, sock, rt.member_macs[name], tests.get(name))
                 rt.datapath.start()
                 links = {m: bool(info and info.up) for m, info in rt.links.items()}
                 self._apply(rt, rt.group.start(rt.detector.start(links, time.monotonic())))
@@ -353,7 +361,13 @@ class Daemon:
         for action in actions:
             match action:
                 case SetForwarding(tx=tx, rx=rx):
+                    self._cancel_announcements(rt)
                     rt.datapath.set_forwarding(tx, rx)
+                case SetSpread(active=active, hosts=hosts):
+                    self._cancel_announcements(rt)
+                    by_text = dict(hosts)
+                    rt.datapath.set_spread(active, {ip: by_text[text]
+                                                    for ip, text in rt.packed.items()})
                 case Announce(member=member, addresses=addresses):
                     self._announce(rt, member, addresses)
                 case SetCarrier(on=on):
@@ -372,12 +386,20 @@ class Daemon:
                         rt.address_moves += 1
                     self._event(rt, "address", new, address, cause, old=old)
 
-    def _announce(self, rt: GroupRuntime, member: str, addresses: tuple[str, ...]) -> None:
-        """Send ``announce.count`` rounds of announcements from ``member``, ``interval`` apart."""
+    @staticmethod
+    def _cancel_announcements(rt: GroupRuntime) -> None:
+        """A newer decision supersedes announcements still in progress."""
         for handle in rt.announcing:
-            handle.cancel()  # a newer move supersedes an announcement still in progress
+            handle.cancel()
         rt.announcing.clear()
-        frames = [announcement(rt.cfg.mac, a) for a in addresses]
+
+    def _announce(self, rt: GroupRuntime, member: str, addresses: tuple[str, ...]) -> None:
+        """Send ``announce.count`` rounds of announcements from ``member``, ``interval`` apart.
+
+        Active-backup announces the group's MAC; load spreading the hosting member's own.
+        """
+        mac = rt.cfg.mac if rt.cfg.mode == "active-backup" else rt.member_macs[member]
+        frames = [announcement(mac, a) for a in addresses]
         datapath = rt.datapath
         assert datapath is not None
 
@@ -390,7 +412,7 @@ class Daemon:
             return
         send()
         loop = asyncio.get_running_loop()
-        rt.announcing = [loop.call_later(interval * i, send) for i in range(1, count)]
+        rt.announcing.extend(loop.call_later(interval * i, send) for i in range(1, count))
 
     def _event(self, rt: GroupRuntime, kind: str, member: str | None, state: str,
                cause: Cause | None, old: str | None = None) -> None:
@@ -433,6 +455,9 @@ class Daemon:
                     "probe": rt.detector.probe_state(m.name),
                     "reason": rt.detector.reason(m.name, time.monotonic()),
                     "standby": m.standby,
+                    "mac": ":".join(f"{b:02x}" for b in rt.member_macs.get(m.name, b"")),
+                    "flows": len(port.flows) if port else 0,
+                    "flow_buckets": dp.flow_table.share().get(m.name, 0) if dp else 0,
                     "test_address": str(m.test_address) if m.test_address else None,
                     **counters,
                 })

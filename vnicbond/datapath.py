@@ -17,6 +17,7 @@ import io
 import os
 import socket
 
+from vnicbond.flowhash import FlowTable, flow_hash
 from vnicbond.wire.vnet import GSO_UDP_L4, VNET_HDR_LEN, ZERO_VNET_HDR
 
 #: Frames drained per readiness callback before yielding to the event loop.
@@ -27,25 +28,49 @@ BUFFER_SIZE = 10 + 14 + 65535 + 64
 #: Offsets of the destination and source MAC behind the virtio-net header.
 _DST = VNET_HDR_LEN
 _SRC = VNET_HDR_LEN + 6
+_TYPE = VNET_HDR_LEN + 12
+_L3 = VNET_HDR_LEN + 14
+#: ARP sender hardware and protocol address; ARP target protocol address.
+_ARP_SHA = _L3 + 8
+_ARP_SPA = _L3 + 14
+_ARP_TPA = _L3 + 24
+#: IPv6 source and destination; the ICMPv6 header of an IPv6 packet with no extension header.
+_IP6_SRC = _L3 + 8
+_IP6_DST = _L3 + 24
+_ICMP6 = _L3 + 40
+#: How many distinct flows a member remembers for status before starting over.
+MAX_FLOWS = 65536
 
 
 class Port:
     """One member's packet socket and its counters."""
 
     __slots__ = (
+        "flows",
+        "mac",
         "name",
         "rx_bytes",
         "rx_dropped",
         "rx_packets",
         "sock",
+        "test_ip4",
+        "test_ip6",
         "tx_bytes",
         "tx_dropped",
         "tx_packets",
     )
 
-    def __init__(self, name: str, sock: socket.socket) -> None:
+    def __init__(self, name: str, sock: socket.socket, mac: bytes = b"",
+                 test_ip: bytes | None = None) -> None:
         self.name = name
         self.sock = sock
+        #: The member's own MAC: its source address in load spreading.
+        self.mac = mac
+        #: The member's test address (packed), whose frames belong to the daemon, not the TAP.
+        self.test_ip4 = test_ip if test_ip is not None and len(test_ip) == 4 else None
+        self.test_ip6 = test_ip if test_ip is not None and len(test_ip) == 16 else None
+        #: Flow hashes sent recently (load spreading), bounded by MAX_FLOWS.
+        self.flows: set[int] = set()
         self.tx_packets = 0
         self.tx_bytes = 0
         self.tx_dropped = 0
@@ -100,17 +125,27 @@ class Datapath:
         self.ports: dict[str, Port] = {}
         self.tx_port: Port | None = None
         self.rx_ports: frozenset[Port] = frozenset()
+        # Load spreading: flows -> members, data address -> hosting member, and the one member
+        # that hands broadcasts and multicasts to the TAP.
+        self.spreading = False
+        self.flow_table = FlowTable()
+        self.bucket_ports: list[Port | None] = [None] * len(self.flow_table.table)
+        self.host_ports: dict[bytes, Port] = {}
+        self.first_port: Port | None = None
+        self.own_macs: frozenset[bytes] = frozenset([self.group_mac])
         self.tap_dropped = 0
         self._tap_buf = bytearray(BUFFER_SIZE)
         self._rx_buf = bytearray(BUFFER_SIZE)
         self._started = False
 
     # -- table -------------------------------------------------------------------------------
-    def add_port(self, name: str, sock: socket.socket) -> Port:
+    def add_port(self, name: str, sock: socket.socket, mac: bytes = b"",
+                 test_ip: bytes | None = None) -> Port:
         """Start reading a member's socket."""
-        port = Port(name, sock)
+        port = Port(name, sock, mac, test_ip)
         self.ports[name] = port
-        self.loop.add_reader(sock.fileno(), self._on_member, port)
+        self.own_macs = self.own_macs | {mac} if mac else self.own_macs
+        self.loop.add_reader(sock.fileno(), self._on_member_ready, port)
         return port
 
     def remove_port(self, name: str) -> Port | None:
@@ -126,13 +161,25 @@ class Datapath:
 
     def set_forwarding(self, tx: str | None, rx: frozenset[str] | set[str]) -> None:
         """Point outbound traffic at member ``tx`` and accept inbound from members ``rx``."""
+        self.spreading = False
         self.tx_port = self.ports.get(tx) if tx else None
         self.rx_ports = frozenset(self.ports[n] for n in rx if n in self.ports)
+
+    def set_spread(self, active: tuple[str, ...], hosts: dict[bytes, str | None]) -> None:
+        """Load spreading: flows over ``active``; ``hosts``: packed data address -> member."""
+        ports = [self.ports[n] for n in active if n in self.ports]
+        self.flow_table.set_members([p.name for p in ports])
+        self.bucket_ports = [self.ports[m] if m else None for m in self.flow_table.table]
+        self.host_ports = {ip: self.ports[m] for ip, m in hosts.items() if m in self.ports}
+        self.first_port = ports[0] if ports else None
+        self.rx_ports = frozenset(ports)
+        self.tx_port = self.first_port
+        self.spreading = True
 
     def start(self) -> None:
         """Start reading the TAP."""
         if not self._started:
-            self.loop.add_reader(self.tap_fd, self._on_tap)
+            self.loop.add_reader(self.tap_fd, self._on_tap_ready)
             self._started = True
 
     def stop(self) -> None:
@@ -159,6 +206,18 @@ class Datapath:
         return True
 
     # -- the hot path ------------------------------------------------------------------------
+    def _on_tap_ready(self) -> None:
+        if self.spreading:
+            self._on_tap_spread()
+        else:
+            self._on_tap()
+
+    def _on_member_ready(self, port: Port) -> None:
+        if self.spreading:
+            self._on_member_spread(port)
+        else:
+            self._on_member(port)
+
     def _on_tap(self) -> None:
         readinto = self.tap.readinto
         buf = self._tap_buf
@@ -230,3 +289,145 @@ class Datapath:
             nbytes += n - VNET_HDR_LEN
         port.rx_packets += packets
         port.rx_bytes += nbytes
+
+    # -- load spreading ----------------------------------------------------------------------
+    def _on_tap_spread(self) -> None:
+        """Each frame out of the member its flow hashes to, with that member's MAC as source;
+        ARP and neighbour discovery out of the member hosting the address they speak for."""
+        readinto = self.tap.readinto
+        buf = self._tap_buf
+        mv = memoryview(buf)
+        buckets = self.bucket_ports
+        mask = self.flow_table.mask
+        for _ in range(BATCH):
+            try:
+                n = readinto(buf)
+            except OSError:
+                self.tap_dropped += 1
+                return
+            if not n:
+                return
+            if n < VNET_HDR_LEN + 14:
+                self.tap_dropped += 1
+                continue
+            ethertype = (buf[_TYPE] << 8) | buf[_TYPE + 1]
+            h = -1
+            if ethertype == 0x0806 and n >= _ARP_SPA + 4:
+                port = self.host_ports.get(bytes(buf[_ARP_SPA:_ARP_SPA + 4]), self.first_port)
+                if port is not None:
+                    buf[_ARP_SHA:_ARP_SHA + 6] = port.mac
+            elif (ethertype == 0x86DD and n >= _ICMP6 + 8 and buf[_L3 + 6] == 58
+                  and 133 <= buf[_ICMP6] <= 136):
+                port = self._neighbor_discovery(buf, n)
+            else:
+                h = flow_hash(buf, VNET_HDR_LEN, n)
+                port = buckets[h & mask]
+            if port is None:
+                self.tap_dropped += 1
+                continue
+            buf[_SRC:_SRC + 6] = port.mac
+            try:
+                port.sock.send(mv[:n])
+            except OSError:
+                port.tx_dropped += 1
+                continue
+            port.tx_packets += wire_packets(buf, n) if buf[1] else 1
+            port.tx_bytes += n - VNET_HDR_LEN
+            if h >= 0:
+                flows = port.flows
+                if len(flows) >= MAX_FLOWS:
+                    flows.clear()
+                flows.add(h)
+
+    def _neighbor_discovery(self, buf: bytearray, n: int) -> Port | None:
+        """Pick the member for an NS/NA/RS from the host, and put its MAC in the
+        link-layer address option, fixing the ICMPv6 checksum."""
+        kind = buf[_ICMP6]
+        if kind == 136:  # NA: speaks for its target
+            key = bytes(buf[_ICMP6 + 8:_ICMP6 + 24])
+        else:  # NS, RS: for the source (the target of a DAD probe from ::)
+            key = bytes(buf[_IP6_SRC:_IP6_SRC + 16])
+            if key == bytes(16) and n >= _ICMP6 + 24:
+                key = bytes(buf[_ICMP6 + 8:_ICMP6 + 24])
+        port = self.host_ports.get(key, self.first_port)
+        if port is None:
+            return None
+        offset = _ICMP6 + (8 if kind == 133 else 24)
+        while offset + 8 <= n:
+            length = buf[offset + 1] * 8
+            if length == 0:
+                break
+            if buf[offset] in (1, 2) and length == 8 and buf.startswith(self.group_mac, offset + 2):
+                old = bytes(buf[offset + 2:offset + 8])
+                buf[offset + 2:offset + 8] = port.mac
+                if not buf[0] & 1:  # a complete checksum: adjust it (RFC 1624)
+                    _checksum_replace(buf, _ICMP6 + 2, old, port.mac)
+            offset += length
+        return port
+
+    def _on_member_spread(self, port: Port) -> None:
+        """Frames for the member's own MAC go to the TAP with the TAP's MAC as destination;
+        broadcasts and multicasts only from the first active member; none from ourselves."""
+        recv_into = port.sock.recv_into
+        buf = self._rx_buf
+        mv = memoryview(buf)
+        tap_fd = self.tap_fd
+        write = os.write
+        deliver = port in self.rx_ports
+        flood = port is self.first_port
+        mac = port.mac
+        for _ in range(BATCH):
+            try:
+                n = recv_into(buf)
+            except BlockingIOError:
+                return
+            except OSError:
+                port.rx_dropped += 1
+                return
+            if not deliver:
+                continue
+            if n < VNET_HDR_LEN + 14:
+                port.rx_dropped += 1
+                continue
+            if buf[_DST] & 1:
+                if not flood or bytes(buf[_SRC:_SRC + 6]) in self.own_macs:
+                    continue
+            elif buf.startswith(mac, _DST):
+                if self._for_test_address(port, buf, n):
+                    continue  # a probe reply or ARP for the test address: the daemon's
+                buf[_DST:_DST + 6] = self.group_mac
+            else:
+                continue
+            try:
+                write(tap_fd, mv[:n])
+            except OSError:
+                port.rx_dropped += 1
+                continue
+            port.rx_packets += wire_packets(buf, n) if buf[1] else 1
+            port.rx_bytes += n - VNET_HDR_LEN
+
+    @staticmethod
+    def _for_test_address(port: Port, buf: bytearray, n: int) -> bool:
+        ethertype = (buf[_TYPE] << 8) | buf[_TYPE + 1]
+        if port.test_ip4 is not None:
+            if ethertype == 0x0800 and n >= _L3 + 20:
+                return buf.startswith(port.test_ip4, _L3 + 16)
+            if ethertype == 0x0806 and n >= _ARP_TPA + 4:
+                return buf.startswith(port.test_ip4, _ARP_TPA)
+        if port.test_ip6 is not None and ethertype == 0x86DD and n >= _L3 + 40:
+            return buf.startswith(port.test_ip6, _IP6_DST)
+        return False
+
+
+def _checksum_replace(buf: bytearray, at: int, old: bytes, new: bytes) -> None:
+    """Update the Internet checksum at ``buf[at:at+2]`` for ``old`` (even-aligned, even length)
+    replaced by ``new`` (RFC 1624: HC' = ~(~HC + ~m + m'))."""
+    total = ~((buf[at] << 8) | buf[at + 1]) & 0xFFFF
+    for i in range(0, len(old), 2):
+        total += ~((old[i] << 8) | old[i + 1]) & 0xFFFF
+        total += (new[i] << 8) | new[i + 1]
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    value = ~total & 0xFFFF
+    buf[at] = value >> 8
+    buf[at + 1] = value & 0xFF

@@ -71,13 +71,22 @@ class FlowTable:
         self.members: tuple[str, ...] = ()
         #: bucket -> member (None while there is no member).
         self.table: list[str | None] = [None] * buckets
+        self._weights: dict[str, list[bytes]] = {}
 
     def set_members(self, members: Sequence[str]) -> int:
-        """Spread the buckets over ``members``; returns how many buckets changed member."""
+        """Spread the buckets over ``members``; returns how many buckets changed member.
+
+        Each member's weights are computed once, so a failover costs one comparison per
+        bucket and member.
+        """
         self.members = tuple(dict.fromkeys(members))
+        for m in self.members:
+            if m not in self._weights:
+                self._weights[m] = [_weight(m, b) for b in range(len(self.table))]
+        columns = [(self._weights[m], m) for m in self.members]
         moved = 0
         for bucket in range(len(self.table)):
-            best = max(self.members, key=lambda m: _weight(m, bucket)) if self.members else None
+            best = max(columns, key=lambda c: c[0][bucket])[1] if columns else None
             if best != self.table[bucket]:
                 self.table[bucket] = best
                 moved += 1

@@ -403,13 +403,6 @@ ERROR_CASES: list[tuple[str, str, int, str, str]] = [
     ),
     ("name null", MINIMAL.replace("name: ipmp0", "name:"), 2, "groups[0].name", "got null"),
     # --- mode
-    (
-        "mode load-spread",
-        group_doc("    mode: load-spread"),
-        4,
-        "groups[0].mode",
-        "not supported yet",
-    ),
     ("mode bogus", group_doc("    mode: round-robin"), 4, "groups[0].mode", "active-backup"),
     # --- mtu
     ("mtu low", group_doc("    mtu: 67"), 4, "groups[0].mtu", "between 68 and 65535"),
@@ -1145,3 +1138,8 @@ def test_import_stays_light() -> None:
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("mode", ["active-backup", "load-spread"])
+def test_both_modes_are_accepted(mode: str) -> None:
+    assert parse_config(group_doc(f"    mode: {mode}")).groups[0].mode == mode
