@@ -1,0 +1,196 @@
+"""Load spreading as IPMP does it: every member carries traffic, each with its own MAC."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.netns.conftest import ping_result, ping_stream, wait_ping
+from vnicbond.config import default_mac, format_mac
+from vnicbond.lab import PEER_V4, Lab
+
+RATE_MBIT = 200
+ADDR = ["198.18.0.10", "198.18.0.11", "198.18.0.12"]
+
+
+def spread(lab: Lab, addresses: int = 2, **overrides):
+    group = {
+        "mode": "load-spread",
+        "addresses": [f"{a}/24" for a in ADDR[:addresses]],
+        "members": [{"name": lab.member(i)} for i in range(lab.members)],
+    }
+    group.update(overrides)
+    return group
+
+
+def probed(lab: Lab, addresses: int = 2):
+    return spread(lab, addresses, failure_detection_time="300ms",
+                  probe={"targets": [PEER_V4]},
+                  members=[{"name": lab.member(i), "test_address": f"198.18.0.{21 + i}/24"}
+                           for i in range(lab.members)])
+
+
+def limit(lab: Lab, ns: str, devices: list[str]) -> None:
+    for dev in devices:
+        lab.ns(ns, "tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", f"{RATE_MBIT}mbit",
+               "burst", "64kb", "latency", "50ms")
+
+
+def member_macs(lab: Lab) -> dict[str, str]:
+    return {lab.member(i): lab.ns(lab.host, "cat", f"/sys/class/net/{lab.member(i)}/address"
+                                  ).stdout.strip() for i in range(lab.members)}
+
+
+def iperf_server(lab: Lab, ns: str, bind: str, port: int) -> subprocess.Popen[str]:
+    server = lab.popen(ns, "iperf3", "-s", "-1", "-B", bind, "-p", str(port))
+    lab.wait_for(lambda: f":{port}" in lab.ns(ns, "ss", "-ltn").stdout, timeout=5,
+                 what="iperf3 server")
+    return server
+
+
+def iperf_client(lab: Lab, ns: str, address: str, port: int, streams: int,
+                 seconds: int) -> subprocess.Popen[str]:
+    return lab.popen(ns, "iperf3", "-c", address, "-p", str(port), "-P", str(streams), "-t",
+                     str(seconds), "-J")
+
+
+def received_mbit(client: subprocess.Popen[str]) -> float:
+    out, err = client.communicate(timeout=60)
+    assert client.returncode == 0, err + out[-2000:]
+    return json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e6
+
+
+@pytest.mark.parametrize(("members", "factor"), [(2, 1.8), (3, 2.7)])
+def test_outbound_bandwidth_adds_up(make_bond, members, factor):
+    with Lab(members=members) as lab:
+        make_bond(lab, **spread(lab))
+        wait_ping(lab, lab.peer, ADDR[0])
+        limit(lab, lab.host, [lab.member(i) for i in range(members)])
+        server = iperf_server(lab, lab.peer, PEER_V4, 5201)
+        try:
+            mbit = received_mbit(iperf_client(lab, lab.host, PEER_V4, 5201, 8, 5))
+        finally:
+            server.terminate()
+            server.wait(10)
+        assert mbit >= factor * RATE_MBIT, f"{mbit:.0f} Mbit/s with {members} members"
+
+
+def test_inbound_to_two_addresses_on_two_members_adds_up(lab, make_bond):
+    bond = make_bond(lab, **spread(lab))
+    hosts = {a["address"]: a["member"] for a in bond.status()["addresses"]}
+    assert sorted(hosts.values()) == ["m0", "m1"]  # one address each
+    for a in ADDR[:2]:
+        wait_ping(lab, lab.peer, a)
+    limit(lab, lab.switch, ["s0", "s1"])
+    servers = [iperf_server(lab, lab.host, a, 5201 + i) for i, a in enumerate(ADDR[:2])]
+    try:
+        clients = [iperf_client(lab, lab.peer, a, 5201 + i, 4, 5)
+                   for i, a in enumerate(ADDR[:2])]
+        total = sum(received_mbit(c) for c in clients)
+    finally:
+        for s in servers:
+            s.terminate()
+            s.wait(10)
+    assert total >= 1.8 * RATE_MBIT, f"{total:.0f} Mbit/s"
+
+
+def test_each_member_mac_lives_on_one_port_and_nothing_arrives_twice(lab, make_bond, workdir):
+    bond = make_bond(lab, **spread(lab))
+    macs = member_macs(lab)
+    hosts = {a["address"].split("/")[0]: a["member"] for a in bond.status()["addresses"]}
+    for a in ADDR[:2]:
+        wait_ping(lab, lab.peer, a)
+        sent, received, out = ping_result(ping_stream(lab, lab.peer, a, 0.01, 100))
+        assert sent == received == 100 and "DUP!" not in out, out
+        # One ARP request, one answer, carrying the hosting member's MAC.
+        probe = lab.ns(lab.peer, sys.executable, "-m", "tests.netns.arp_probe", "p0", a, "1.0")
+        assert json.loads(probe.stdout.strip().splitlines()[-1]) == {
+            "replies": 1, "macs": [macs[hosts[a]]]}
+    # Outbound flows from both members, then the switch's forwarding database.
+    server = iperf_server(lab, lab.peer, PEER_V4, 5201)
+    try:
+        received_mbit(iperf_client(lab, lab.host, PEER_V4, 5201, 8, 2))
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert all(m["tx_packets"] > 100 for m in bond.status()["members"])
+    fdb = lab.ns(lab.switch, "bridge", "fdb", "show", "br", "br0").stdout
+    for i, member in enumerate(sorted(macs)):
+        ports = {line.split()[2] for line in fdb.splitlines() if line.startswith(macs[member])}
+        assert ports == {f"s{i}"}, fdb
+    assert format_mac(default_mac("ipmp0")) not in fdb  # the TAP's own MAC stays home
+    # A broadcast from the peer reaches the host once.
+    receiver = lab.popen(lab.host, sys.executable, "-c", (
+        "import socket,time\n"
+        "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('',5400)); s.settimeout(1.5)\n"
+        "print('ready',flush=True); n=0\n"
+        "try:\n"
+        "    while True: s.recv(100); n+=1\n"
+        "except OSError: pass\n"
+        "print(n)\n"))
+    assert receiver.stdout is not None and receiver.stdout.readline().strip() == "ready"
+    lab.ns(lab.peer, sys.executable, "-c", (
+        "import socket\n"
+        "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+        "s.setsockopt(socket.SOL_SOCKET,socket.SO_BROADCAST,1)\n"
+        "[s.sendto(b'x',('198.18.0.255',5400)) for _ in range(5)]\n"))
+    out, _ = receiver.communicate(timeout=10)
+    assert out.strip().splitlines()[-1] == "5"
+
+
+def test_silent_cut_under_load_keeps_every_connection(lab, make_bond):
+    bond = make_bond(lab, **probed(lab))
+    macs = member_macs(lab)
+    for a in ADDR[:2]:
+        wait_ping(lab, lab.peer, a)
+    lab.wait_for(lambda: all(m["probe"] == "ok" for m in bond.status()["members"]), timeout=5,
+                 what="probes answered")
+    limit(lab, lab.host, ["m0", "m1"])
+    out_server = iperf_server(lab, lab.peer, PEER_V4, 5201)
+    in_server = iperf_server(lab, lab.host, ADDR[0], 5202)
+    try:
+        outbound = iperf_client(lab, lab.host, PEER_V4, 5201, 8, 6)
+        inbound = iperf_client(lab, lab.peer, ADDR[0], 5202, 4, 6)
+        time.sleep(2.0)
+        lab.cut(0)
+        cut_at = time.monotonic()
+
+        def arp_follows() -> bool:
+            neigh = lab.ns(lab.peer, "ip", "neigh", "show", "dev", "p0").stdout
+            return all(f"{a} " in neigh and macs["m1"] in next(
+                line for line in neigh.splitlines() if line.startswith(f"{a} "))
+                for a in ADDR[:2])
+
+        lab.wait_for(arp_follows, timeout=3, interval=0.02, what="peer ARP on m1")
+        assert time.monotonic() - cut_at <= 0.3 + 0.1 + 0.25  # FDT + interval, + polling
+        assert received_mbit(outbound) > 0  # iperf3 exits non-zero on a reset connection
+        assert received_mbit(inbound) > 0
+    finally:
+        for s in (out_server, in_server):
+            s.terminate()
+            s.wait(10)
+    st = bond.status()
+    assert [m["state"] for m in st["members"]] == ["failed", "active"]
+    assert {a["member"] for a in st["addresses"]} == {"m1"}
+
+
+def test_failback_rebalances_addresses_and_announces_them(lab, make_bond):
+    bond = make_bond(lab, **spread(lab))
+    start = {a["address"]: a["member"] for a in bond.status()["addresses"]}
+    for a in ADDR[:2]:
+        wait_ping(lab, lab.peer, a)  # the peer has a neighbour entry for each address
+    lab.link_down(0)
+    lab.wait_for(lambda: {a["member"] for a in bond.status()["addresses"]} == {"m1"},
+                 timeout=3, what="m0's address to move to m1")
+    lab.link_up(0)
+    lab.wait_for(lambda: {a["address"]: a["member"] for a in bond.status()["addresses"]}
+                 == start, timeout=5, what="addresses to go home")
+    macs = member_macs(lab)
+    home0 = next(a for a, m in start.items() if m == "m0").split("/")[0]
+    lab.wait_for(lambda: macs["m0"] in lab.ns(lab.peer, "ip", "neigh", "show", home0).stdout,
+                 timeout=2, what="the peer to learn the address is back on m0")
+    assert lab.ping_ok(lab.peer, home0)
