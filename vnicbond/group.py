@@ -23,12 +23,16 @@ Load-spread rules (IPMP's load spreading):
 * Every usable non-standby member is active: outbound flows spread over all of them and each
   receives for the addresses it hosts. A usable standby member becomes active only to stand
   in for a missing non-standby member, one for one.
-* Each data address is hosted by one active member (:mod:`vnicbond.placement`): spread evenly,
-  moved only when its member leaves (to the active member with the fewest), and with
-  ``failback: true`` returned home when its home member is back. Every address that moves is
-  announced from its new member.
-* ``failback: false``: a repaired member waits as a spare (standby) while another member is
-  active, and joins again when one leaves, as IPMP's FAILBACK=no.
+* Each data address is hosted by one active member (:mod:`vnicbond.placement`): spread as
+  evenly as possible; the addresses of a member that leaves go to the active members with the
+  fewest; a member that joins takes addresses from the fullest until no two differ by more
+  than one; with ``failback: true`` an address goes home when its home member is back. Every
+  address that moves is announced from its new member.
+* ``failback: false`` (IPMP's FAILBACK=no): nothing moves back. A repaired regular member
+  waits as a spare (standby) while other members carry the traffic, and joins again as soon
+  as one of them leaves; a standby that stands in for a failed member keeps its place
+  meanwhile, also against a repaired standby. (Active-backup differs on purpose: there a
+  standby always hands the traffic back, since it is the only member carrying any.)
 """
 
 from __future__ import annotations
@@ -188,21 +192,19 @@ class Group:
     def _spread(self, cause: Cause) -> list[Action]:
         old_active = set(self.spread)
         usable = [m for m in self._order if m.usable]
-        if self.failback:
-            self._spares.clear()
+        usable_names = {m.name for m in usable}
+        if self.failback or not old_active or old_active - usable_names:
+            self._spares.clear()  # nobody held back: or someone left and everyone is needed
         else:
-            # A member repaired while others carry traffic waits as a spare; when an active
-            # member leaves, the spares are needed again.
-            if old_active - {m.name for m in usable}:
-                self._spares.clear()
-            if cause is not Cause.START and old_active:
-                self._spares |= {m.name for m in usable if not m.standby
-                                 and m.name not in old_active}
-            self._spares &= {m.name for m in usable}
+            self._spares |= {m.name for m in usable
+                             if not m.standby and m.name not in old_active}
+        self._spares &= usable_names
         regular = [m for m in usable if not m.standby and m.name not in self._spares]
         missing = sum(1 for m in self._members.values() if not m.standby) - len(regular)
-        stand_ins = [m for m in usable if m.standby or m.name in self._spares][:max(missing, 0)]
-        chosen = {m.name for m in regular + stand_ins}
+        standbys = [m for m in usable if m.standby]
+        if not self.failback:  # one standing in keeps its place against a repaired standby
+            standbys.sort(key=lambda m: m.name not in old_active)
+        chosen = {m.name for m in regular + standbys[:max(missing, 0)]}
         active = tuple(m.name for m in self._order if m.name in chosen)
         hosts = place(self.addresses, active, self.hosts, self.home, self.failback)
         actions = self._member_states(set(active), cause)

@@ -10,6 +10,9 @@ Rules:
 * **Sticky**: an address whose member is still active stays there; only the addresses of a
   member that left move, each to the active member with the fewest (ties: preference order).
 * **Failback**: with ``failback`` an address whose home member is active again goes home.
+* **Even**: then, while one active member hosts two or more addresses more than another, the
+  fullest gives its last address to the emptiest (as IPMP does when an interface becomes
+  active), so a member that joins gets its share.
 """
 
 from __future__ import annotations
@@ -57,4 +60,13 @@ def place(addresses: Sequence[str], active: Sequence[str], current: dict[str, st
         member = _fewest(counts, active)
         result[address] = member
         counts[member] += 1
+    while True:
+        fullest = max(active, key=lambda m: (counts[m], -active.index(m)))
+        emptiest = _fewest(counts, active)
+        if counts[fullest] - counts[emptiest] <= 1:
+            break
+        address = next(a for a in reversed(addresses) if result[a] == fullest)
+        result[address] = emptiest
+        counts[fullest] -= 1
+        counts[emptiest] += 1
     return {a: result[a] for a in addresses}
