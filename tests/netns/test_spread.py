@@ -167,6 +167,14 @@ def test_silent_cut_under_load_keeps_every_connection(lab, make_bond):
 
         lab.wait_for(arp_follows, timeout=3, interval=0.02, what="peer ARP on m1")
         assert time.monotonic() - cut_at <= 0.3 + 0.1 + 0.25  # FDT + interval, + polling
+        # Throughout, the switch sees each member's MAC on that member's port only.
+        while outbound.poll() is None:
+            fdb = lab.ns(lab.switch, "bridge", "fdb", "show", "br", "br0").stdout
+            for i, member in enumerate(("m0", "m1")):
+                ports = {line.split()[2] for line in fdb.splitlines()
+                         if line.startswith(macs[member])}
+                assert ports <= {f"s{i}"}, fdb
+            time.sleep(0.2)
         assert received_mbit(outbound) > 0  # iperf3 exits non-zero on a reset connection
         assert received_mbit(inbound) > 0
     finally:
