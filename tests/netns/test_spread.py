@@ -202,3 +202,17 @@ def test_failback_rebalances_addresses_and_announces_them(lab, make_bond):
     lab.wait_for(lambda: macs["m0"] in lab.ns(lab.peer, "ip", "neigh", "show", home0).stdout,
                  timeout=2, what="the peer to learn the address is back on m0")
     assert lab.ping_ok(lab.peer, home0)
+
+
+def test_ipv6_neighbour_discovery_speaks_with_the_hosting_member_mac(lab, make_bond):
+    v6 = ["2001:db8::10", "2001:db8::11"]
+    bond = make_bond(lab, mode="load-spread", addresses=[f"{a}/64" for a in v6])
+    macs = member_macs(lab)
+    hosts = {a["address"].split("/")[0]: a["member"] for a in bond.status()["addresses"]}
+    assert sorted(hosts.values()) == ["m0", "m1"]
+    for a in v6:
+        wait_ping(lab, lab.peer, a)  # NS/NA through the bond: checksums must be right
+        neigh = lab.ns(lab.peer, "ip", "-6", "neigh", "show", a).stdout
+        assert macs[hosts[a]] in neigh, neigh
+        sent, received, out = ping_result(ping_stream(lab, lab.peer, a, 0.01, 50))
+        assert sent == received == 50 and "DUP!" not in out, out
