@@ -105,17 +105,135 @@ def format_status(status: dict[str, Any]) -> str:
     ])
 
 
+def format_targets(status: dict[str, Any]) -> str:
+    """Per member: how it is probed (like ``ipmpstat -t``)."""
+    rows = []
+    for g in status["groups"]:
+        for m in g["members"]:
+            targets = [t for t in g.get("targets", []) if t["member"] == m["name"]]
+            mode = "disabled" if m["probe"] == "disabled" else "probing"
+            rows.append([m["name"], g["name"], mode, m.get("test_address") or "-",
+                         " ".join(t["target"] for t in targets) or "-"])
+    return _table(["MEMBER", "GROUP", "MODE", "TESTADDR", "TARGETS"], rows)
+
+
+def format_view(status: dict[str, Any], view: str) -> str:
+    """One ``ipmpstat``-like view of the status document."""
+    if view == "targets":
+        return format_targets(status)
+    sections = format_status(status).split("\n\n")
+    return sections[{"groups": 0, "members": 1, "addresses": 2}[view]]
+
+
+def _fail(e: Exception) -> int:
+    print(f"vnicbond: {e}", file=sys.stderr)
+    return EXIT_FAILURE
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    """Print the daemon's status."""
+    """Print the daemon's status, whole or one view."""
     from vnicbond.control import ControlError, request
 
     try:
         status = request(_socket_path(args), "status")
     except ControlError as e:
-        print(f"vnicbond: {e}", file=sys.stderr)
-        return EXIT_FAILURE
-    print(json.dumps(status, indent=2) if args.json else format_status(status))
+        return _fail(e)
+    if args.json:
+        print(json.dumps(status, indent=2))
+    elif args.view == "probes":
+        return _follow_probes(args, status)
+    elif args.view:
+        print(format_view(status, args.view))
+    else:
+        print(format_status(status))
     return EXIT_OK
+
+
+def _follow_probes(args: argparse.Namespace, status: dict[str, Any]) -> int:
+    """Print a line per answered or lost probe as they happen (like ``ipmpstat -p``)."""
+    import time
+
+    from vnicbond.control import ControlError, request
+
+    def counts(st: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
+        return {(g["name"], t["member"], t["target"]): t for g in st["groups"]
+                for t in g.get("targets", [])}
+
+    print(_table(["TIME", "GROUP", "MEMBER", "TARGET", "RESULT"], []), flush=True)
+    seen = counts(status)
+    deadline = time.monotonic() + args.seconds if args.seconds else None
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(args.interval)
+            now = counts(request(_socket_path(args), "status"))
+            for key, t in now.items():
+                old = seen.get(key, {"sent": 0, "lost": 0})
+                lost = t["lost"] - old["lost"]
+                answered = t["sent"] - old["sent"] - lost
+                stamp = time.strftime("%H:%M:%S")
+                for _ in range(max(lost, 0)):
+                    print(f"{stamp}  {key[0]}  {key[1]}  {key[2]}  lost", flush=True)
+                if answered > 0 and t["rtt_ms"] is not None:
+                    print(f"{stamp}  {key[0]}  {key[1]}  {key[2]}  {t['rtt_ms']:.2f} ms"
+                          + (f" (x{answered})" if answered > 1 else ""), flush=True)
+            seen = now
+    except ControlError as e:
+        return _fail(e)
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
+def cmd_admin(args: argparse.Namespace) -> int:
+    """Take a member offline (its traffic moves first) or bring it back online."""
+    from vnicbond.control import ControlError, request
+
+    try:
+        result = request(_socket_path(args), args.command, member=args.member)
+    except ControlError as e:
+        return _fail(e)
+    verb = "is now" if result["changed"] else "was already"
+    print(f"{result['member']} {verb} {result['state']}")
+    return EXIT_OK
+
+
+def format_event(e: dict[str, Any]) -> str:
+    """One line per change: time, group, what changed, and why."""
+    import time
+
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(e["time"]))
+    stamp += f".{int(e['time'] * 1000) % 1000:03d}"
+    if e["kind"] == "member":
+        what = f"member {e['member']} {e['old'] or '-'} -> {e['state']}"
+    elif e["kind"] == "address":
+        what = f"address {e['state']} {e['old'] or '-'} -> {e['member'] or '-'}"
+    elif e["kind"] == "group":
+        what = f"group {e['old'] or '-'} -> {e['state']}"
+    else:
+        what = f"{e['kind']} {e['state']}"
+    cause = f" cause={e['cause']}" if e.get("cause") else ""
+    return f"{stamp} {e['group']} {what}{cause}"
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    """Print the recorded changes; with --follow, keep printing new ones."""
+    import time
+
+    from vnicbond.control import ControlError, request
+
+    since = 0
+    try:
+        while True:
+            for e in request(_socket_path(args), "events", since=since):
+                print(json.dumps(e) if args.json else format_event(e), flush=True)
+                since = e["seq"]
+            if not args.follow:
+                return EXIT_OK
+            time.sleep(0.2)
+    except ControlError as e:
+        return _fail(e)
+    except KeyboardInterrupt:
+        return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -141,11 +259,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", required=True, help="YAML configuration file")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("status", help="show groups, members and addresses")
+    def client(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        p.add_argument("--socket", help="the daemon's control socket")
+        p.add_argument("-c", "--config", help="take the control socket from this configuration")
+        return p
+
+    p = client("status", "show groups, members, addresses, targets or probes")
+    views = ["groups", "members", "addresses", "targets", "probes"]
+    p.add_argument("view", nargs="?", choices=views, help="one view (default: the first three)")
     p.add_argument("--json", action="store_true", help="print the status document as JSON")
-    p.add_argument("--socket", help="the daemon's control socket")
-    p.add_argument("-c", "--config", help="take the control socket from this configuration")
+    p.add_argument("--interval", type=float, default=0.5, help="probes: poll interval (s)")
+    p.add_argument("--seconds", type=float, default=0.0,
+                   help="probes: stop after this long (default: until Ctrl-C)")
     p.set_defaults(func=cmd_status)
+
+    for verb, text in (("offline", "move a member's traffic away and stop using it"),
+                       ("online", "put an offline member back through the repair path")):
+        p = client(verb, text)
+        p.add_argument("member", help="the member's interface name")
+        p.set_defaults(func=cmd_admin)
+
+    p = client("events", "show what changed and why (member, address, group, carrier)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
+    p.set_defaults(func=cmd_events)
 
     p = sub.add_parser("demo", help="run the bond on a throwaway namespace lab and pull a link")
     p.add_argument("-c", "--config", default=None,

@@ -128,6 +128,7 @@ class Daemon:
         self.server: control.ControlServer | None = None
         self.events: deque[dict[str, Any]] = deque(maxlen=EVENT_HISTORY)
         self.started = time.time()
+        self._seq = 0
         self._undo: list[Callable[[], None]] = []
         self._stop: asyncio.Event | None = None
 
@@ -416,8 +417,10 @@ class Daemon:
 
     def _event(self, rt: GroupRuntime, kind: str, member: str | None, state: str,
                cause: Cause | None, old: str | None = None) -> None:
-        event = {"time": time.time(), "group": rt.cfg.name, "kind": kind, "member": member,
-                 "state": state, "old": old, "cause": cause.value if cause else None}
+        self._seq += 1
+        event = {"seq": self._seq, "time": time.time(), "group": rt.cfg.name, "kind": kind,
+                 "member": member, "state": state, "old": old,
+                 "cause": cause.value if cause else None}
         self.events.append(event)
         subject = f"member {member}" if kind == "member" else kind
         if kind == "address":
@@ -434,8 +437,34 @@ class Daemon:
         if cmd == "status":
             return self.status()
         if cmd == "events":
-            return list(self.events)
+            since = request.get("since", 0)
+            if not isinstance(since, int):
+                raise control.CommandError("events: 'since' must be an integer")
+            return [e for e in self.events if e["seq"] > since]
+        if cmd in ("offline", "online"):
+            return self._admin(request.get("member"), offline=cmd == "offline")
         raise control.CommandError(f"unknown command {cmd!r}")
+
+    def _admin(self, member: object, offline: bool) -> dict[str, Any]:
+        """Take a member out of service (moving its traffic first) or put it back."""
+        entry = self.members.get(member) if isinstance(member, str) else None
+        if entry is None:
+            raise control.CommandError(f"no member {member!r} in any group")
+        rt, name = entry
+        state = rt.group.member_state(name)
+        if offline == (state.value == "offline"):
+            return {"member": name, "state": state.value, "changed": False}
+        if offline:
+            others = [m for m in rt.group.members()
+                      if m != name and rt.group.member_state(m).value in ("active", "standby")]
+            if state.value in ("active", "standby") and not others:
+                raise control.CommandError(
+                    f"cannot take {name} offline: no other member of {rt.cfg.name} could carry "
+                    "its traffic")
+        now = time.monotonic()
+        self._feed(rt, rt.detector.set_offline(name, offline, now))
+        self._apply(rt, rt.group.set_offline(name, offline))
+        return {"member": name, "state": rt.group.member_state(name).value, "changed": True}
 
     def status(self) -> dict[str, Any]:
         """The status document (see the README for its fields)."""
