@@ -94,3 +94,29 @@ def test_status_views(lab, make_bond):
     probes = cli(bond, "status", "probes", "--seconds", "1", "--interval", "0.2", check=True)
     lines = probes.stdout.splitlines()
     assert any(f"m0  {PEER_V4}" in line and line.endswith(("ms", ")")) for line in lines), lines
+
+
+def test_malformed_control_requests_leave_the_daemon_serving(lab, make_bond):
+    import socket
+
+    bond = make_bond(lab)
+    for payload in (b"not json\n", b"[1, 2]\n", b'{"cmd": 5}\n', b"x" * 200_000,
+                    b'{"cmd": "status"', b"\xff\xfe\n", b'{"cmd": "offline"}\n'):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(bond.socket)
+            try:
+                s.sendall(payload)
+                s.shutdown(socket.SHUT_WR)
+                s.recv(65536)
+            except OSError:
+                pass  # the daemon may drop a client that sends garbage
+    half_open = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    half_open.connect(bond.socket)
+    half_open.sendall(b'{"cmd": "sta')  # and then stalls
+    try:
+        assert bond.status()["state"] == "ok"  # others are served meanwhile
+    finally:
+        half_open.close()
+    assert bond.proc.poll() is None
+    assert "Traceback" not in bond.logs()
