@@ -127,6 +127,14 @@ class ControlConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """The Prometheus endpoint (the ``metrics`` mapping); off unless ``listen`` is given."""
+
+    listen: tuple[str, int] | None = None
+    """Address and TCP port to serve ``/metrics`` on, from ``ADDRESS:PORT``."""
+
+
+@dataclass(frozen=True, slots=True)
 class Announce:
     """Gratuitous ARP / unsolicited neighbour advertisements sent after a failover."""
 
@@ -204,6 +212,8 @@ class Config:
     """The file the configuration came from (``"<string>"`` for :func:`parse_config` text)."""
     control: ControlConfig = field(default_factory=ControlConfig)
     """Control socket settings."""
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    """The Prometheus endpoint; off by default."""
     log_level: str = "info"
     """One of ``debug``, ``info``, ``warning`` or ``error``."""
     groups: tuple[GroupConfig, ...]
@@ -467,8 +477,9 @@ def _describe_choices(choices: Sequence[str]) -> str:
     return ", ".join(choices)
 
 
-_TOP_KEYS = ("control", "log_level", "groups")
+_TOP_KEYS = ("control", "metrics", "log_level", "groups")
 _CONTROL_KEYS = ("socket",)
+_METRICS_KEYS = ("listen",)
 _GROUP_KEYS = (
     "name",
     "mode",
@@ -721,6 +732,8 @@ class _Builder:
         kwargs: dict[str, Any] = {}
         if "control" in top:
             kwargs["control"] = self.control(top["control"], "control")
+        if "metrics" in top:
+            kwargs["metrics"] = self.metrics(top["metrics"], "metrics")
         if "log_level" in top:
             kwargs["log_level"] = self.choice(
                 top["log_level"], "log_level", LOG_LEVELS, "log level"
@@ -751,6 +764,16 @@ class _Builder:
                 )
             kwargs["socket"] = socket
         return ControlConfig(**kwargs)
+
+    def metrics(self, node: Node, key: str) -> MetricsConfig:
+        values = self.mapping(node, key, _METRICS_KEYS)
+        if "listen" not in values:
+            return MetricsConfig()
+        text = self.string(values["listen"], f"{key}.listen")
+        try:
+            return MetricsConfig(listen=parse_listen(text))
+        except ValueError as e:
+            raise self.error(values["listen"], f"{key}.listen", str(e)) from None
 
     def group(self, node: Node, key: str) -> GroupConfig:
         values = self.mapping(node, key, _GROUP_KEYS, required=("name", "addresses", "members"))
@@ -984,3 +1007,38 @@ def load_config(path: str) -> Config:
         line = data.count(b"\n", 0, exc.start) + 1
         raise ConfigError(path, line, "", f"the file is not valid UTF-8 ({exc.reason})") from None
     return parse_config(text, path)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``"127.0.0.1:9469"`` or ``"[::1]:9469"`` -> ``(address, port)``.
+
+    The address must be a literal IPv4 address, or an IPv6 one in brackets; the port
+    1..65535. Anything else raises :class:`ValueError` saying what was expected.
+    """
+    usage = f"metrics listen {text!r}: expected ADDRESS:PORT, e.g. 127.0.0.1:9469 or [::1]:9469"
+    if not isinstance(text, str):
+        raise ValueError(usage)
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, port_text = text[1:].partition("]:")
+        if not sep:
+            raise ValueError(usage)
+        try:
+            address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{usage} ({host!r} is not an IPv6 address)") from None
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not host:
+            raise ValueError(usage)
+        try:
+            address = ipaddress.IPv4Address(host)
+        except ValueError:
+            hint = "put IPv6 addresses in brackets" if ":" in host else "not an IPv4 address"
+            raise ValueError(f"{usage} ({host!r}: {hint})") from None
+    if not port_text.isascii() or not port_text.isdigit():
+        raise ValueError(f"{usage} (port {port_text!r} is not a number)")
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{usage} (port {port} is not in 1..65535)")
+    return str(address), port

@@ -130,6 +130,7 @@ class Daemon:
         self.started = time.time()
         self._seq = 0
         self._undo: list[Callable[[], None]] = []
+        self.rtt: Any = None  # metrics.RttHistogram when metrics are on
         self._stop: asyncio.Event | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -240,6 +241,8 @@ class Daemon:
                 for member, ctl in rt.control.items():
                     loop.add_reader(ctl.fileno(), self._on_control, rt, member, ctl)
                 self._arm(rt)
+            if self.config.metrics.listen is not None:
+                self._start_metrics(loop, self.config.metrics.listen)
             self.server = control.ControlServer(self.config.control.socket, self._handle)
             await self.server.start()
             _notify_systemd("READY=1")
@@ -261,6 +264,21 @@ class Daemon:
                     rt.datapath.stop()
             if self.server is not None:
                 await self.server.close()
+
+    def _start_metrics(self, loop: asyncio.AbstractEventLoop, listen: tuple[str, int]) -> None:
+        """Serve Prometheus metrics (imported only when configured: clients stay light)."""
+        from vnicbond import metrics
+
+        self.rtt = metrics.RttHistogram()
+        collector = metrics.StatusCollector(metrics.threadsafe_source(loop, self.status),
+                                            self.rtt)
+        try:
+            stop = metrics.start_server(listen, collector.registry)
+        except OSError as e:
+            raise RuntimeError(f"metrics: cannot listen on {listen[0]}:{listen[1]}: "
+                               f"{e.strerror or e}") from None
+        self._undo.append(stop)
+        log.info("metrics on http://%s:%d/metrics", *listen)
 
     # -- events in ---------------------------------------------------------------------------
     def _on_link(self, info: LinkInfo, deleted: bool) -> None:
@@ -311,7 +329,11 @@ class Daemon:
                     with contextlib.suppress(OSError):
                         sock.send(answer)
             for target, seq in received.replies:
+                stats = next((t for t in rt.detector.targets(member) if t.target == target), None)
+                before = stats.answers if stats else 0
                 outputs.extend(rt.detector.reply(member, target, seq, now))
+                if self.rtt is not None and stats and stats.answers > before and stats.rtt_ms:
+                    self.rtt.observe(rt.cfg.name, member, target, stats.rtt_ms)
         if outputs:
             self._feed(rt, outputs)
 

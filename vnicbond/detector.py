@@ -94,6 +94,8 @@ class TargetStats:
     lost_run: int = 0
     ok_run: int = 0
     rtt_ms: float | None = None
+    #: Replies accepted (in time, matching an outstanding probe).
+    answers: int = 0
     #: Unresolved probes, seq -> time sent, in sending order.
     outstanding: dict[int, float] = field(default_factory=dict)
     #: Outstanding probes answered in time, waiting for earlier ones to be resolved.
@@ -181,6 +183,7 @@ class Detector:
         if sent is None or seq in t.answered or sent + self.interval <= now:
             return []  # never sent, a duplicate, or too late (it is lost): worth nothing
         t.rtt_ms = round((now - sent) * 1000.0, 3)
+        t.answers += 1
         t.answered.add(seq)
         self._resolve(t, now)
         return self._settle(self._evaluate(m, now, Cause.PROBE), now)
