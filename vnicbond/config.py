@@ -183,7 +183,7 @@ class GroupConfig:
     name: str
     """Name of the group's TAP device (a valid Linux interface name)."""
     mode: str = "active-backup"
-    """Bonding mode; only ``"active-backup"`` is implemented."""
+    """Bonding mode: ``"active-backup"`` (one member carries traffic) or ``"load-spread"``."""
     mtu: int = 1500
     """MTU of the TAP device (68 to 65535); every member needs at least this MTU."""
     mac: bytes

@@ -75,12 +75,14 @@ def probe_targets(cfg: GroupConfig) -> tuple[IPv4Address | IPv6Address, ...]:
 
 
 def member_targets(cfg: GroupConfig) -> dict[str, tuple[IPv4Address | IPv6Address, ...]]:
-    """Per member, the targets it probes: those of its test address's family (none without)."""
+    """Per member, the targets it probes: those of its test address's family (none without
+    a test address, and none for an IPv6 test address with ARP probes, which are IPv4 only)."""
     targets = probe_targets(cfg)
     result = {}
     for m in cfg.members:
         test = m.test_address
-        result[m.name] = tuple(t for t in targets if test is not None and t.version == test.version)
+        usable = test is not None and not (cfg.probe.method == "arp" and test.version == 6)
+        result[m.name] = tuple(t for t in targets if usable and t.version == test.version)
     return result
 
 
