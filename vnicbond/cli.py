@@ -197,6 +197,20 @@ def cmd_admin(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_reload(args: argparse.Namespace) -> int:
+    """Ask the daemon to re-read its configuration (as SIGHUP does)."""
+    from vnicbond.control import ControlError, request
+
+    try:
+        result = request(_socket_path(args), "reload", timeout=30.0)
+    except ControlError as e:
+        return _fail(e)
+    for group, changes in result.items():
+        done = [f"{k.replace('_', ' ')}: {', '.join(v)}" for k, v in changes.items() if v]
+        print(f"{group}: reloaded" + (f" ({'; '.join(done)})" if done else ""))
+    return EXIT_OK
+
+
 def format_event(e: dict[str, Any]) -> str:
     """One line per change: time, group, what changed, and why."""
     import time
@@ -279,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = client(verb, text)
         p.add_argument("member", help="the member's interface name")
         p.set_defaults(func=cmd_admin)
+
+    p = client("reload", "re-read the configuration and apply it without a restart")
+    p.set_defaults(func=cmd_reload)
 
     p = client("events", "show what changed and why (member, address, group, carrier)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")

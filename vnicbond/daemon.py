@@ -133,6 +133,8 @@ class Daemon:
         self._seq = 0
         self._undo: list[Callable[[], None]] = []
         self.rtt: Any = None  # metrics.RttHistogram when metrics are on
+        self._reloading = False
+        self._tasks: set[asyncio.Future[None]] = set()
         self._stop: asyncio.Event | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -223,9 +225,7 @@ class Daemon:
         self._stop = asyncio.Event()
         for s in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(s, self._stop.set)
-        # Reloading arrives with the operator tools; until then SIGHUP must not kill the bond.
-        loop.add_signal_handler(signal.SIGHUP, log.warning,
-                                "SIGHUP: reloading the configuration is not supported yet")
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         assert self.watcher is not None
         self.watcher.overrun = self.watcher.request_dump
         loop.add_reader(self.watcher.fileno(), self.watcher.on_readable)
@@ -325,7 +325,7 @@ class Daemon:
             except OSError:
                 break  # ENETDOWN once when the link goes; the link event says the rest
             received = rt.prober.receive(member, frame)
-            bucket = rt.answer_limit[member]
+            bucket = rt.answer_limit.setdefault(member, TokenBucket(ANSWER_RATE, ANSWER_BURST))
             for answer in received.answers:
                 if bucket.take(now):
                     with contextlib.suppress(OSError):
@@ -467,7 +467,164 @@ class Daemon:
             return [e for e in self.events if e["seq"] > since]
         if cmd in ("offline", "online"):
             return self._admin(request.get("member"), offline=cmd == "offline")
+        if cmd == "reload":
+            return await self.reload()
         raise control.CommandError(f"unknown command {cmd!r}")
+
+    # -- reload -------------------------------------------------------------------------------
+    def _on_sighup(self) -> None:
+        async def run() -> None:
+            try:
+                await self.reload()
+            except control.CommandError as e:
+                log.error("reload refused: %s", e)
+
+        task = asyncio.ensure_future(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def reload(self) -> dict[str, Any]:
+        """Re-read the configuration and apply what changed, without recreating the TAP.
+
+        An invalid file, or a change that needs a restart (groups, mode, MAC, MTU, routes, the
+        control socket, metrics), is refused with one line and nothing changes.
+        """
+        from vnicbond.config import ConfigError, load_config
+
+        if self._reloading:
+            raise control.CommandError("reload: another reload is in progress")
+        try:
+            new = load_config(self.config.path)
+            check_system(new)
+        except ConfigError as e:
+            raise control.CommandError(str(e)) from None
+        refusal = self._needs_restart(new)
+        if refusal:
+            raise control.CommandError(f"reload: changing {refusal} needs a restart; "
+                                       "nothing changed")
+        self._reloading = True
+        try:
+            changes = {}
+            for rt in self.groups:
+                cfg = next(g for g in new.groups if g.name == rt.cfg.name)
+                changes[cfg.name] = await self._reload_group(rt, cfg)
+                self._event(rt, "config", None, "reloaded", Cause.RELOAD)
+            self.config = new
+            logging.getLogger().setLevel(new.log_level.upper())
+        finally:
+            self._reloading = False
+        return changes
+
+    def _needs_restart(self, new: Config) -> str | None:
+        old = self.config
+        if [g.name for g in new.groups] != [g.name for g in old.groups]:
+            return "the groups"
+        if new.control != old.control:
+            return "control.socket"
+        if new.metrics != old.metrics:
+            return "metrics"
+        for a, b in zip(old.groups, new.groups, strict=True):
+            for key in ("mode", "mac", "mtu", "routes"):
+                if getattr(a, key) != getattr(b, key):
+                    return f"{b.name}'s {key}"
+        return None
+
+    async def _reload_group(self, rt: GroupRuntime, cfg: GroupConfig) -> dict[str, list[str]]:
+        loop = asyncio.get_running_loop()
+        assert rt.datapath is not None
+        old, new = rt.cfg, cfg
+        old_members = [m.name for m in old.members]
+        new_members = [m.name for m in new.members]
+        removed = [n for n in old_members if n not in new_members]
+        added = [n for n in new_members if n not in old_members]
+        for name in removed:
+            self._drop_member(rt, name)
+            await loop.run_in_executor(None, rt.isolation.remove_member, name)
+        for name in added:
+            await loop.run_in_executor(None, rt.isolation.add_member, name)
+            sock = open_member_socket(name, new.mac)
+            self._undo.append(sock.close)
+            rt.sockets[name] = sock
+            rt.member_macs[name] = sock.getsockname()[4]
+            info = rt.links[name] = await loop.run_in_executor(None, netlink.get_link, name)
+            if info is not None:
+                self.by_index[info.index] = (rt, name)
+            self.members[name] = (rt, name)
+            rt.datapath.add_port(name, sock, rt.member_macs[name])
+        old_addrs = {str(a) for a in old.addresses}
+        new_addrs = {str(a) for a in new.addresses}
+        await loop.run_in_executor(
+            None, netlink.change_addresses, new.name,
+            [a for a in new.addresses if str(a) not in old_addrs],
+            [a for a in old.addresses if str(a) not in new_addrs])
+        rt.cfg = new
+        rt.addresses = [str(a) for a in new.addresses]
+        rt.packed = {a.ip.packed: str(a) for a in new.addresses}
+        rt.targets = member_targets(new)
+        for address in rt.addresses:
+            for mac in (new.mac, *rt.member_macs.values()):
+                announcement(mac, address)
+        self._reprobe(rt)
+        now = time.monotonic()
+        links = {m: bool(rt.links.get(m) and rt.links[m].up) for m in new_members}
+        outputs = rt.detector.reconfigure(
+            [(m, [str(t) for t in ts]) for m, ts in rt.targets.items()],
+            new.failure_detection_time_ms, links, now)
+        self._apply(rt, rt.group.reconfigure(
+            [(m.name, m.standby) for m in new.members], rt.addresses, new.failback,
+            {m: rt.detector.healthy(m) for m in new_members}))
+        self._feed(rt, outputs)
+        return {"members_added": added, "members_removed": removed,
+                "addresses_added": sorted(new_addrs - old_addrs),
+                "addresses_removed": sorted(old_addrs - new_addrs)}
+
+    def _drop_member(self, rt: GroupRuntime, name: str) -> None:
+        """Stop using a member a reload removed: its sockets, readers and maps."""
+        assert rt.datapath is not None
+        loop = asyncio.get_running_loop()
+        rt.datapath.remove_port(name)
+        for sockets in (rt.sockets, rt.control):
+            sock = sockets.pop(name, None)
+            if sock is not None:
+                if sockets is rt.control:
+                    loop.remove_reader(sock.fileno())
+                sock.close()
+        rt.links.pop(name, None)
+        self.members.pop(name, None)
+        for index, (owner, member) in list(self.by_index.items()):
+            if owner is rt and member == name:
+                del self.by_index[index]
+
+    def _reprobe(self, rt: GroupRuntime) -> None:
+        """Control sockets and the prober for the members that probe now."""
+        assert rt.datapath is not None
+        loop = asyncio.get_running_loop()
+        probing = []
+        for m in rt.cfg.members:
+            test = m.test_address
+            rt.datapath.set_test_ip(m.name, test.ip.packed if test is not None else None)
+            targets = rt.targets[m.name]
+            ctl = rt.control.get(m.name)
+            if targets and test is not None:
+                if ctl is None:
+                    ctl = rt.control[m.name] = open_control_socket(m.name, rt.member_macs[m.name])
+                    self._undo.append(ctl.close)
+                    loop.add_reader(ctl.fileno(), self._on_control, rt, m.name, ctl)
+                old = rt.prober.members.get(m.name) if rt.prober else None
+                member = ProbingMember(m.name, rt.member_macs[m.name], test.ip, targets)
+                if old is not None and old.test_ip == test.ip:
+                    member.neighbors = old.neighbors
+                probing.append(member)
+            elif ctl is not None:
+                loop.remove_reader(ctl.fileno())
+                ctl.close()
+                del rt.control[m.name]
+        if not probing:
+            rt.prober = None
+        elif rt.prober is None:
+            rt.prober = Prober(rt.cfg.probe.method, probing)
+        else:
+            rt.prober = Prober(rt.cfg.probe.method, probing, rt.prober.token, rt.prober.ident)
 
     def _admin(self, member: object, offline: bool) -> dict[str, Any]:
         """Take a member out of service (moving its traffic first) or put it back."""

@@ -157,7 +157,16 @@ class Datapath:
         if self.tx_port is port:
             self.tx_port = None
         self.rx_ports = self.rx_ports - {port}
+        if self.spreading:
+            self.set_spread(tuple(n for n in self.flow_table.members if n != name),
+                            {ip: p.name for ip, p in self.host_ports.items() if p is not port})
         return port
+
+    def set_test_ip(self, name: str, test_ip: bytes | None) -> None:
+        """A reload changed a member's test address."""
+        port = self.ports[name]
+        port.test_ip4 = test_ip if test_ip is not None and len(test_ip) == 4 else None
+        port.test_ip6 = test_ip if test_ip is not None and len(test_ip) == 16 else None
 
     def set_forwarding(self, tx: str | None, rx: frozenset[str] | set[str]) -> None:
         """Point outbound traffic at member ``tx`` and accept inbound from members ``rx``."""

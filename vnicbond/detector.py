@@ -152,6 +152,40 @@ class Detector:
             m.next_send = now + self.interval * self.rng.uniform(0.0, 0.5)
         return {m.name: m.healthy for m in self._members.values()}
 
+    def reconfigure(self, members: Sequence[tuple[str, Iterable[str]]], fdt_ms: int,
+                    links: dict[str, bool], now: float) -> list[Output]:
+        """A reload: new members, targets or FDT, keeping what is known of the rest.
+
+        Members and targets that stay keep their state and statistics; new members start as
+        at start-up (healthy if their link is up); members that probe no more are judged by
+        link state alone from now on.
+        """
+        self._now = now
+        self.interval = fdt_ms / 7000.0
+        kept: dict[str, _Member] = {}
+        for name, targets in members:
+            m = self._members.get(name)
+            if m is None:
+                m = _Member(name, {t: TargetStats(t) for t in targets})
+                m.link_up = links.get(name, False)
+                m.link_since = now
+                m.probe = DISABLED if not m.probing else (UNKNOWN if m.link_up else FAILED)
+                m.healthy = m.link_up
+                m.next_send = now + self.interval * self.rng.uniform(0.0, 0.5)
+            else:
+                m.targets = {t: m.targets.get(t) or TargetStats(t) for t in targets}
+                if not m.probing:
+                    m.probe, m.fail_reason = DISABLED, ""
+                elif m.probe == DISABLED:
+                    m.probe = UNKNOWN if m.link_up else FAILED
+                    m.next_send = now
+            kept[name] = m
+        self._members = kept
+        out: list[Output] = []
+        for m in kept.values():
+            out.extend(self._evaluate(m, now, Cause.RELOAD))
+        return self._settle(out, now)
+
     def link(self, member: str, up: bool, now: float) -> list[Output]:
         """The member's link went up or down."""
         self._now = now

@@ -125,6 +125,39 @@ class Group:
                 changed = True
         return self._decide(cause) if changed else []
 
+    def reconfigure(self, members: list[tuple[str, bool]], addresses: list[str], failback: bool,
+                    healthy: dict[str, bool]) -> list[Action]:
+        """A reload: new members, addresses or failback, deciding once with cause ``reload``.
+
+        Members that stay keep their state (offline included); ``healthy`` gives every
+        member's health as the detector now sees it. New addresses are announced from the
+        member that hosts them.
+        """
+        old = self._members
+        self._members = {}
+        for name, standby in members:
+            m = old.get(name) or _Member(name, standby)
+            m.standby = standby
+            m.healthy = healthy.get(name, False)
+            self._members[name] = m
+        self._order = sorted(self._members.values(), key=lambda m: m.standby)
+        added = [a for a in addresses if a not in self.addresses]
+        self.addresses = tuple(addresses)
+        self.failback = failback
+        self.home = home_placement(self.addresses,
+                                   [m.name for m in self._order if not m.standby])
+        self.hosts = {a: self.hosts.get(a) for a in self.addresses}
+        self._spares &= set(self._members)
+        if self.active not in self._members:
+            self.active = None
+        self.spread = tuple(m for m in self.spread if m in self._members)
+        actions = self._decide(Cause.RELOAD)
+        if self.mode == ACTIVE_BACKUP and self.active is not None and added and not any(
+                isinstance(a, Announce) for a in actions):
+            actions.extend(AddressMoved(a, None, self.active, Cause.RELOAD) for a in added)
+            actions.append(Announce(self.active, tuple(added)))
+        return actions
+
     def set_offline(self, member: str, offline: bool) -> list[Action]:
         """The administrator takes ``member`` out of service, or puts it back."""
         m = self._members[member]

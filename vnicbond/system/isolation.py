@@ -96,16 +96,43 @@ class Isolation:
         self._write_state()
         # A table left by an instance that died before its state file was written.
         _nft(f"delete table netdev {self.table}\n", check=False)
-        chains = []
-        for i, name in enumerate(self.members):
-            chains.append(f"  chain m{i} {{ type filter hook ingress device {_nft_string(name)} "
-                          "priority -500; policy drop; }")
+        chains = [self._chain(name) for name in self.members]
         _nft(f"table netdev {self.table} {{\n" + "\n".join(chains) + "\n}\n")
         for saved in self.saved:
-            if saved.disable_ipv6 is not None:
-                _write_sysctl(SYSCTL_DISABLE_IPV6.format(saved.name), "1")
-            if not saved.was_up:
-                netlink.set_link_up(saved.name, True)
+            self._isolate(saved)
+
+    def add_member(self, name: str) -> None:
+        """Isolate one more member (a reload added it), recording it first."""
+        info = netlink.get_link(name)
+        if info is None:
+            raise IsolationError(f"member {name}: no such interface")
+        saved = SavedMember(name, info.admin_up, _read_sysctl(SYSCTL_DISABLE_IPV6.format(name)))
+        self.saved.append(saved)
+        self.members.append(name)
+        self._write_state()
+        _nft(f"add chain netdev {self.table} {self._chain(name).strip()[len('chain '):]}\n")
+        self._isolate(saved)
+
+    def remove_member(self, name: str) -> None:
+        """Give one member back (a reload removed it). Never raises."""
+        saved = [s for s in self.saved if s.name == name]
+        self.saved = [s for s in self.saved if s.name != name]
+        self.members = [m for m in self.members if m != name]
+        _nft(f"delete chain netdev {self.table} {_chain_name(name)}\n", check=False)
+        restore_saved(None, saved)
+        self._write_state()
+
+    @staticmethod
+    def _chain(name: str) -> str:
+        return (f"  chain {_chain_name(name)} {{ type filter hook ingress device "
+                f"{_nft_string(name)} priority -500; policy drop; }}")
+
+    @staticmethod
+    def _isolate(saved: SavedMember) -> None:
+        if saved.disable_ipv6 is not None:
+            _write_sysctl(SYSCTL_DISABLE_IPV6.format(saved.name), "1")
+        if not saved.was_up:
+            netlink.set_link_up(saved.name, True)
 
     def restore(self) -> None:
         """Undo :meth:`apply` and delete the state file. Never raises; best effort per item."""
@@ -122,9 +149,14 @@ class Isolation:
         os.replace(tmp, self.state_path)
 
 
-def restore_saved(table: str, saved: list[SavedMember]) -> None:
-    """Delete the nftables table and give each member back its recorded settings."""
-    _nft(f"delete table netdev {table}\n", check=False)
+def _chain_name(member: str) -> str:
+    return "member_" + re.sub(r"[^A-Za-z0-9_]", "_", member)
+
+
+def restore_saved(table: str | None, saved: list[SavedMember]) -> None:
+    """Delete the nftables table (if named) and give each member its recorded settings."""
+    if table is not None:
+        _nft(f"delete table netdev {table}\n", check=False)
     for s in saved:
         try:
             if s.disable_ipv6 is not None:

@@ -85,6 +85,17 @@ def configure_addresses(ifname: str, addresses: Iterable[IPv4Interface | IPv6Int
             ipr.route("add", **kwargs)
 
 
+def change_addresses(ifname: str, add: Iterable[IPv4Interface | IPv6Interface],
+                     remove: Iterable[IPv4Interface | IPv6Interface]) -> None:
+    """Add and remove data addresses on ``ifname`` (a reload)."""
+    with IPRoute() as ipr:
+        index = ipr.link_lookup(ifname=ifname)[0]
+        for addr in remove:
+            ipr.addr("del", index=index, address=str(addr.ip), prefixlen=addr.network.prefixlen)
+        for addr in add:
+            ipr.addr("add", index=index, address=str(addr.ip), prefixlen=addr.network.prefixlen)
+
+
 class LinkWatcher:
     """Link events from the kernel, delivered to ``callback(LinkInfo, deleted)``."""
 
