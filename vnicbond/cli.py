@@ -117,12 +117,47 @@ def format_targets(status: dict[str, Any]) -> str:
     return _table(["MEMBER", "GROUP", "MODE", "TESTADDR", "TARGETS"], rows)
 
 
+def _member_list(g: dict[str, Any]) -> str:
+    """``ipmpstat -g`` style: active members bare, idle ones (in parentheses), unusable
+    ones [in brackets]."""
+    names = []
+    for m in g["members"]:
+        if m["state"] == "active":
+            names.append(m["name"])
+        elif m["state"] == "standby":
+            names.append(f"({m['name']})")
+        else:
+            names.append(f"[{m['name']}]")
+    return " ".join(names)
+
+
+def format_groups(status: dict[str, Any]) -> str:
+    """Per group: mode, state, failure detection time, members (like ``ipmpstat -g``)."""
+    rows = [[g["name"], g["mode"], g["state"], f"{g.get('fdt_ms', 0) / 1000:g}s",
+             _member_list(g)] for g in status["groups"]]
+    return _table(["GROUP", "MODE", "STATE", "FDT", "MEMBERS"], rows)
+
+
+def format_addresses(status: dict[str, Any]) -> str:
+    """Per data address: up or down, inbound member, outbound members (``ipmpstat -a``)."""
+    rows = []
+    for g in status["groups"]:
+        outbound = " ".join(m["name"] for m in g["members"] if m["state"] == "active") or "-"
+        for a in g["addresses"]:
+            rows.append([a["address"], "up" if a["member"] else "down", g["name"],
+                         a["member"] or "-", outbound])
+    return _table(["ADDRESS", "STATE", "GROUP", "INBOUND", "OUTBOUND"], rows)
+
+
 def format_view(status: dict[str, Any], view: str) -> str:
     """One ``ipmpstat``-like view of the status document."""
     if view == "targets":
         return format_targets(status)
-    sections = format_status(status).split("\n\n")
-    return sections[{"groups": 0, "members": 1, "addresses": 2}[view]]
+    if view == "groups":
+        return format_groups(status)
+    if view == "addresses":
+        return format_addresses(status)
+    return format_status(status).split("\n\n")[1]  # members
 
 
 def _fail(e: Exception) -> int:

@@ -83,8 +83,15 @@ def test_status_views(lab, make_bond):
                                    {"name": "m1"}], probe={"targets": [PEER_V4]})
     wait_ping(lab, lab.peer, DATA_V4)
     groups = cli(bond, "status", "groups", check=True).stdout.splitlines()
-    assert groups[0].split() == ["GROUP", "MODE", "STATE", "CARRIER", "ACTIVE", "FAILOVERS"]
-    assert groups[1].split()[:4] == ["ipmp0", "active-backup", "ok", "on"]
+    assert groups[0].split() == ["GROUP", "MODE", "STATE", "FDT", "MEMBERS"]
+    assert groups[1].split() == ["ipmp0", "active-backup", "ok", "1s", "m0", "(m1)"]
+    addresses = cli(bond, "status", "addresses", check=True).stdout.splitlines()
+    assert addresses[1].split() == [f"{DATA_V4}/24", "up", "ipmp0", "m0", "m0"]
+    lab.link_down(0)
+    lab.wait_for(lambda: bond.active() == "m1", timeout=3, what="failover")
+    groups = cli(bond, "status", "groups", check=True).stdout.splitlines()
+    assert groups[1].split() == ["ipmp0", "active-backup", "degraded", "1s", "[m0]", "m1"]
+    lab.link_up(0)
     targets = cli(bond, "status", "targets", check=True).stdout.splitlines()
     assert targets[1].split() == ["m0", "ipmp0", "probing", "198.18.0.21/24", PEER_V4]
     assert targets[2].split() == ["m1", "ipmp0", "disabled", "-", "-"]
