@@ -181,10 +181,7 @@ class Daemon:
         rt.isolation.apply()
         probing = []
         for m in cfg.members:
-            sock = open_member_socket(m.name, cfg.mac)
-            rt.sockets[m.name] = sock
-            self._undo.append(sock.close)
-            mac = rt.member_macs[m.name] = sock.getsockname()[4]
+            mac = self._open_member(rt, m.name)
             targets = rt.targets[m.name]
             if targets and m.test_address is not None:
                 ctl = open_control_socket(m.name, mac)
@@ -209,6 +206,15 @@ class Daemon:
         for address in rt.addresses:  # build (and import scapy) now, not in a failover
             for mac in (cfg.mac, *rt.member_macs.values()):
                 announcement(mac, address)
+
+    def _open_member(self, rt: GroupRuntime, name: str, group_mac: bytes | None = None) -> bytes:
+        """Open a member's data socket (closed at teardown); returns the member's own MAC."""
+        sock = open_member_socket(name, group_mac or rt.cfg.mac)
+        self._undo.append(sock.close)
+        rt.sockets[name] = sock
+        mac: bytes = sock.getsockname()[4]
+        rt.member_macs[name] = mac
+        return mac
 
     def teardown(self) -> None:
         """Undo everything :meth:`setup` did, newest first. Never raises."""
@@ -542,15 +548,12 @@ class Daemon:
             await loop.run_in_executor(None, rt.isolation.remove_member, name)
         for name in added:
             await loop.run_in_executor(None, rt.isolation.add_member, name)
-            sock = open_member_socket(name, new.mac)
-            self._undo.append(sock.close)
-            rt.sockets[name] = sock
-            rt.member_macs[name] = sock.getsockname()[4]
+            self._open_member(rt, name, new.mac)
             info = rt.links[name] = await loop.run_in_executor(None, netlink.get_link, name)
             if info is not None:
                 self.by_index[info.index] = (rt, name)
             self.members[name] = (rt, name)
-            rt.datapath.add_port(name, sock, rt.member_macs[name])
+            rt.datapath.add_port(name, rt.sockets[name], rt.member_macs[name])
         old_addrs = {str(a) for a in old.addresses}
         new_addrs = {str(a) for a in new.addresses}
         await loop.run_in_executor(
