@@ -49,7 +49,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from vnicbond.system.isolation import IsolationError
 
     try:
-        Daemon(config).run()
+        Daemon(config, user=args.user).run()
     except (ControlError, IsolationError, RuntimeError, OSError) as e:
         print(f"vnicbond: {e}", file=sys.stderr)
         return EXIT_FAILURE
@@ -302,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the daemon in the foreground")
     p.add_argument("-c", "--config", required=True, help="YAML configuration file")
+    p.add_argument("--user", help="started as root: create the TAPs, then run as this user "
+                   "with only CAP_NET_ADMIN and CAP_NET_RAW")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("check", help="validate a configuration without changing anything")

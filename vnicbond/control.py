@@ -46,6 +46,29 @@ def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
     return struct.unpack("3i", creds)[1]
 
 
+def prepare_socket_dir(path: str, uid: int, gid: int) -> None:
+    """Make sure user ``uid`` can create the socket (and the state files) beside ``path``.
+
+    A missing directory is created (mode 0755) and given to ``uid``; an existing one must
+    already be writable by it. Raises ControlError naming the directory otherwise.
+    """
+    directory = os.path.dirname(path) or "."
+    os.makedirs(os.path.dirname(os.path.abspath(directory)), mode=0o755, exist_ok=True)
+    try:
+        os.mkdir(directory, 0o755)
+    except FileExistsError:
+        st = os.stat(directory)
+        writable = ((st.st_uid == uid and st.st_mode & stat.S_IWUSR)
+                    or (st.st_gid == gid and st.st_mode & stat.S_IWGRP)
+                    or st.st_mode & stat.S_IWOTH)
+        if not writable and uid != 0:
+            raise ControlError(f"control socket directory {directory} is not writable by "
+                               f"uid {uid}: give it to that user or choose another "
+                               "control.socket") from None
+        return
+    os.chown(directory, uid, gid)
+
+
 def prepare_socket_path(path: str) -> None:
     """Make the socket's directory; remove a stale socket, refuse a live one."""
     os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)

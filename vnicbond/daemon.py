@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -38,8 +39,8 @@ from vnicbond.model import (
     SetSpread,
 )
 from vnicbond.prober import Prober, ProbingMember, TokenBucket
-from vnicbond.system import netlink
-from vnicbond.system.isolation import Isolation, recover_stale
+from vnicbond.system import netlink, privilege
+from vnicbond.system.isolation import Isolation, IsolationError, recover_stale
 from vnicbond.system.netlink import LinkInfo, LinkWatcher
 from vnicbond.system.packet import open_control_socket, open_member_socket
 from vnicbond.system.tap import Tap
@@ -56,6 +57,10 @@ RESOLVE_AFTER = 2
 #: ARP replies / neighbour advertisements for a member's test address: per second, and burst.
 ANSWER_RATE = 100.0
 ANSWER_BURST = 20.0
+#: What became of a frame read from a member's control socket: a matched probe reply, an
+#: ARP/NDP question for the test address answered or refused by the rate limit, or nothing
+#: (malformed, forged, stale, or not ours).
+CONTROL_OUTCOMES = ("received", "replies", "answered", "rate_limited", "ignored")
 
 
 class Stop(BaseException):
@@ -114,13 +119,26 @@ class GroupRuntime:
         self.packed = {a.ip.packed: str(a) for a in cfg.addresses}
         self.failovers = 0
         self.address_moves = 0
+        #: Per member: frames on its control socket by outcome (:data:`CONTROL_OUTCOMES`).
+        self.control_stats = {m.name: dict.fromkeys(CONTROL_OUTCOMES, 0) for m in cfg.members}
+        #: Members whose name a new NIC took and that are being taken back.
+        self.attaching: set[str] = set()
+
+    def close_sockets(self) -> None:
+        """Close every member's sockets (teardown). Never raises."""
+        for sock in [*self.sockets.values(), *self.control.values()]:
+            sock.close()
+        self.sockets.clear()
+        self.control.clear()
 
 
 class Daemon:
     """Runs every configured group until told to stop."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, user: str | None = None) -> None:
         self.config = config
+        #: Drop to this user after opening what needs root (``run --user``).
+        self.user = user
         self.groups = [GroupRuntime(g, state_path(config, g.name)) for g in config.groups]
         self.members: dict[str, tuple[GroupRuntime, str]] = {
             m.name: (rt, m.name) for rt in self.groups for m in rt.cfg.members}
@@ -134,7 +152,7 @@ class Daemon:
         self._undo: list[Callable[[], None]] = []
         self.rtt: Any = None  # metrics.RttHistogram when metrics are on
         self._reloading = False
-        self._tasks: set[asyncio.Future[None]] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
         self._stop: asyncio.Event | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -161,13 +179,25 @@ class Daemon:
         raise Stop()
 
     def setup(self) -> None:
-        """Recover from a dead instance, then isolate members, open sockets, create the TAPs."""
+        """Check privileges, create the TAPs, drop to ``--user`` if asked; then recover from a
+        dead instance, isolate members, open sockets and configure the TAPs."""
+        if self.user is not None:
+            privilege.resolve_user(self.user)  # an unknown user fails before anything changes
+        privilege.check()
+        check_system(self.config)
+        for rt in self.groups:
+            self._create_tap(rt)
+        if self.user is not None:
+            account = privilege.resolve_user(self.user)
+            control.prepare_socket_dir(self.config.control.socket, account.pw_uid,
+                                       account.pw_gid)
+            privilege.drop_to(self.user)
+            log.info("running as %s with CAP_NET_ADMIN and CAP_NET_RAW only", account.pw_name)
         for rt in self.groups:
             pid = recover_stale(rt.isolation.state_path)
             if pid is not None:
                 log.warning("group %s: restored member settings left by dead instance %d",
                             rt.cfg.name, pid)
-        check_system(self.config)
         control.prepare_socket_path(self.config.control.socket)
         # Subscribe before reading link states, so no change between the two is missed.
         self.watcher = LinkWatcher(self._on_link)
@@ -175,10 +205,26 @@ class Daemon:
         for rt in self.groups:
             self._setup_group(rt)
 
+    def _create_tap(self, rt: GroupRuntime) -> None:
+        """Create the group's TAP: the one step that may need root's access to /dev/net/tun."""
+        cfg = rt.cfg
+        try:
+            rt.tap = Tap(cfg.name, cfg.mac, cfg.mtu)
+        except OSError as e:
+            hint = ""
+            if e.errno in (errno.EACCES, errno.EPERM) and os.geteuid() != 0:
+                hint = (f" (uid {os.geteuid()} may not open /dev/net/tun: make it accessible, "
+                        "as most distributions do with mode 0666, or start as root with "
+                        "--user NAME)")
+            raise RuntimeError(f"group {cfg.name}: cannot create TAP device: "
+                               f"{e.strerror or e}{hint}") from None
+        self._undo.append(rt.tap.close)
+
     def _setup_group(self, rt: GroupRuntime) -> None:
         cfg = rt.cfg
         self._undo.append(rt.isolation.restore)
         rt.isolation.apply()
+        self._undo.append(rt.close_sockets)
         probing = []
         for m in cfg.members:
             mac = self._open_member(rt, m.name)
@@ -186,16 +232,10 @@ class Daemon:
             if targets and m.test_address is not None:
                 ctl = open_control_socket(m.name, mac)
                 rt.control[m.name] = ctl
-                self._undo.append(ctl.close)
                 probing.append(ProbingMember(m.name, mac, m.test_address.ip, targets))
         if probing:
             rt.prober = Prober(cfg.probe.method, probing)
-        try:
-            rt.tap = Tap(cfg.name, cfg.mac, cfg.mtu)
-        except OSError as e:
-            raise RuntimeError(f"group {cfg.name}: cannot create TAP device: {e.strerror or e}"
-                               ) from None
-        self._undo.append(rt.tap.close)
+        assert rt.tap is not None
         rt.tap.up()
         routes = [(str(r.to), str(r.via) if r.via else None) for r in cfg.routes]
         netlink.configure_addresses(cfg.name, cfg.addresses, routes)
@@ -210,7 +250,6 @@ class Daemon:
     def _open_member(self, rt: GroupRuntime, name: str, group_mac: bytes | None = None) -> bytes:
         """Open a member's data socket (closed at teardown); returns the member's own MAC."""
         sock = open_member_socket(name, group_mac or rt.cfg.mac)
-        self._undo.append(sock.close)
         rt.sockets[name] = sock
         mac: bytes = sock.getsockname()[4]
         rt.member_macs[name] = mac
@@ -290,29 +329,98 @@ class Daemon:
 
     # -- events in ---------------------------------------------------------------------------
     def _on_link(self, info: LinkInfo, deleted: bool) -> None:
-        # Members are known by the interface index they had at start-up: the sockets are bound
-        # to that device. A new device that takes a member's name is not that member (taking
-        # it over needs new sockets and isolation: a restart does it today).
+        # Members are known by the interface index of the NIC that carries their name: the
+        # sockets are bound to that device. If it is deleted, moved to another namespace or
+        # renamed, the member fails like a pulled cable; a NIC that then takes the member's
+        # name (created, renamed or moved in) is isolated and taken back through the normal
+        # repair path.
         entry = self.by_index.get(info.index)
-        if entry is None:
-            named = self.members.get(info.name)
-            if named is not None and not deleted and info.name not in self._replaced:
-                self._replaced.add(info.name)
-                log.warning("%s: a new interface %s (index %d) appeared; member %s stays "
-                            "failed until vnicbond restarts", named[0].cfg.name, info.name,
-                            info.index, info.name)
-            return
-        rt, member = entry
-        old = rt.links.get(member)
-        if deleted:
+        if entry is not None:
+            rt, member = entry
+            if not deleted and info.name == member:
+                self._link_changed(rt, member, info)
+                return
             del self.by_index[info.index]
-            log.warning("%s: member %s was removed", rt.cfg.name, member)
-        rt.links[member] = None if deleted else info
-        up = not deleted and info.up
-        if old is not None and old.up == up and not deleted:
+            self._nic_gone(rt, member, None if deleted else info.name)
+        if deleted:
             return
-        log.debug("link %s: %s", member, "up" if up else "down")
-        self._feed(rt, rt.detector.link(member, up, time.monotonic()))
+        named = self.members.get(info.name)
+        if named is not None:
+            rt, member = named
+            if rt.links.get(member) is None and member not in rt.attaching:
+                self._spawn(self._nic_back(rt, member))
+
+    def _link_changed(self, rt: GroupRuntime, member: str, info: LinkInfo) -> None:
+        old = rt.links.get(member)
+        rt.links[member] = info
+        if old is not None and old.up == info.up:
+            return
+        log.debug("link %s: %s", member, "up" if info.up else "down")
+        self._feed(rt, rt.detector.link(member, info.up, time.monotonic()))
+
+    def _nic_gone(self, rt: GroupRuntime, member: str, now_called: str | None) -> None:
+        """The member's NIC was deleted, moved away or renamed: fail it, close its sockets."""
+        how = f"renamed to {now_called}" if now_called else "removed or moved to another namespace"
+        log.warning("%s: member %s's NIC was %s; the member is failed until a NIC of that "
+                    "name appears", rt.cfg.name, member, how)
+        rt.links[member] = None
+        self._close_member(rt, member)
+        self._feed(rt, rt.detector.link(member, False, time.monotonic()))
+        loop = asyncio.get_running_loop()
+        self._spawn(loop.run_in_executor(None, rt.isolation.release, member, now_called))
+
+    def _close_member(self, rt: GroupRuntime, member: str) -> None:
+        """Stop reading and close a member's sockets (its datapath port keeps its counters)."""
+        loop = asyncio.get_running_loop()
+        if rt.datapath is not None:
+            rt.datapath.detach(member)
+        sock = rt.sockets.pop(member, None)
+        if sock is not None:
+            sock.close()
+        ctl = rt.control.pop(member, None)
+        if ctl is not None:
+            loop.remove_reader(ctl.fileno())
+            ctl.close()
+
+    async def _nic_back(self, rt: GroupRuntime, member: str) -> None:
+        """Take back a member whose name a new NIC took: isolate it, open its sockets, and
+        hand its link state to the detector, which repairs the member by the usual rules."""
+        loop = asyncio.get_running_loop()
+        rt.attaching.add(member)
+        try:
+            await loop.run_in_executor(None, rt.isolation.adopt, member)
+            info = await loop.run_in_executor(None, netlink.get_link, member)
+            if info is None or member not in self.members:
+                raise IsolationError("it went away again")
+            self._open_member(rt, member)
+            assert rt.datapath is not None
+            rt.datapath.attach(member, rt.sockets[member], rt.member_macs[member])
+            rt.links[member] = info
+            self.by_index[info.index] = (rt, member)
+            self._reprobe(rt)
+            log.warning("%s: member %s is back on a new NIC (index %d, %s)", rt.cfg.name,
+                        member, info.index, _mac_text(rt.member_macs[member]))
+            self._feed(rt, rt.detector.link(member, info.up, time.monotonic()))
+        except (OSError, IsolationError) as e:
+            log.warning("%s: cannot take member %s back: %s", rt.cfg.name, member,
+                        getattr(e, "strerror", None) or e)
+            self._close_member(rt, member)
+        finally:
+            rt.attaching.discard(member)
+        # Link changes that arrived while we worked were not ours yet: read them all again.
+        if self.watcher is not None:
+            self.watcher.request_dump()
+
+    def _spawn(self, aw: Any) -> None:
+        """Run a background task the daemon keeps a reference to until it ends."""
+        task = asyncio.ensure_future(aw)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Future[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed: %r", task.exception())
 
     def _on_timer(self, rt: GroupRuntime) -> None:
         rt.timer = rt.deadline = None
@@ -323,6 +431,8 @@ class Daemon:
         assert rt.prober is not None
         now = time.monotonic()
         outputs: list[Output] = []
+        counts = rt.control_stats.setdefault(member, dict.fromkeys(CONTROL_OUTCOMES, 0))
+        bucket = rt.answer_limit.setdefault(member, TokenBucket(ANSWER_RATE, ANSWER_BURST))
         for _ in range(CONTROL_BATCH):
             try:
                 frame = sock.recv(4096)
@@ -330,12 +440,18 @@ class Daemon:
                 break
             except OSError:
                 break  # ENETDOWN once when the link goes; the link event says the rest
+            counts["received"] += 1
             received = rt.prober.receive(member, frame)
-            bucket = rt.answer_limit.setdefault(member, TokenBucket(ANSWER_RATE, ANSWER_BURST))
+            if not received.answers and not received.replies:
+                counts["ignored"] += 1
             for answer in received.answers:
                 if bucket.take(now):
+                    counts["answered"] += 1
                     with contextlib.suppress(OSError):
                         sock.send(answer)
+                else:
+                    counts["rate_limited"] += 1
+            counts["replies"] += len(received.replies)
             for target, seq in received.replies:
                 stats = next((t for t in rt.detector.targets(member) if t.target == target), None)
                 before = stats.answers if stats else 0
@@ -485,9 +601,7 @@ class Daemon:
             except control.CommandError as e:
                 log.error("reload refused: %s", e)
 
-        task = asyncio.ensure_future(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(run())
 
     async def reload(self) -> dict[str, Any]:
         """Re-read the configuration and apply what changed, without recreating the TAP.
@@ -594,6 +708,8 @@ class Daemon:
                 sock.close()
         rt.links.pop(name, None)
         self.members.pop(name, None)
+        for table in (rt.answer_limit, rt.control_stats, rt.member_macs):
+            table.pop(name, None)
         for index, (owner, member) in list(self.by_index.items()):
             if owner is rt and member == name:
                 del self.by_index[index]
@@ -609,10 +725,15 @@ class Daemon:
             targets = rt.targets[m.name]
             ctl = rt.control.get(m.name)
             if targets and test is not None:
-                if ctl is None:
-                    ctl = rt.control[m.name] = open_control_socket(m.name, rt.member_macs[m.name])
-                    self._undo.append(ctl.close)
-                    loop.add_reader(ctl.fileno(), self._on_control, rt, m.name, ctl)
+                if ctl is None and m.name in rt.sockets:  # not while its NIC is gone
+                    try:
+                        ctl = open_control_socket(m.name, rt.member_macs[m.name])
+                    except OSError as e:
+                        log.warning("%s: member %s: cannot open its probe socket: %s",
+                                    rt.cfg.name, m.name, e.strerror or e)
+                    else:
+                        rt.control[m.name] = ctl
+                        loop.add_reader(ctl.fileno(), self._on_control, rt, m.name, ctl)
                 old = rt.prober.members.get(m.name) if rt.prober else None
                 member = ProbingMember(m.name, rt.member_macs[m.name], test.ip, targets)
                 if old is not None and old.test_ip == test.ip:
@@ -668,10 +789,11 @@ class Daemon:
                     "probe": rt.detector.probe_state(m.name),
                     "reason": rt.detector.reason(m.name, time.monotonic()),
                     "standby": m.standby,
-                    "mac": ":".join(f"{b:02x}" for b in rt.member_macs.get(m.name, b"")),
+                    "mac": _mac_text(rt.member_macs.get(m.name, b"")),
                     "flows": len(port.flows) if port else 0,
                     "flow_buckets": dp.flow_table.share().get(m.name, 0) if dp else 0,
                     "test_address": str(m.test_address) if m.test_address else None,
+                    "control": dict(rt.control_stats.get(m.name) or {}),
                     **counters,
                 })
             hosts = rt.group.address_hosts()
@@ -686,6 +808,7 @@ class Daemon:
                 "failovers": rt.failovers,
                 "address_moves": rt.address_moves,
                 "tap_dropped": dp.tap_dropped if dp else 0,
+                "tap_drops": dict(dp.tap_drops) if dp else {},
                 "members": members,
                 "addresses": [{"address": a, "member": hosts[a]} for a in rt.addresses],
                 "targets": [
@@ -696,6 +819,10 @@ class Daemon:
             })
         return {"pid": os.getpid(), "uptime_s": round(time.time() - self.started, 3),
                 "groups": groups}
+
+
+def _mac_text(mac: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in mac)
 
 
 def _notify_systemd(state: str) -> None:

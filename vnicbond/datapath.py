@@ -8,14 +8,22 @@ segments or finishes them on the way out.
 
 Per frame it does two system calls and a few byte comparisons: no parsing beyond the
 destination MAC, no logging, no allocation beyond a memoryview slice.
+
+Every frame read is either passed on or counted under one reason (:data:`RX_REASONS`,
+:data:`TX_REASONS`, :data:`TAP_REASONS`), so what arrives always adds up to what left plus
+what was dropped. Hostile frames cost the same as any other: nothing here parses beyond fixed
+offsets checked against the frame's length, and what the kernel refuses to send (a lying
+virtio-net header, a frame above the MTU) comes back as an error that is counted, not raised.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import io
 import os
 import socket
+import struct
 
 from vnicbond.flowhash import FlowTable, flow_hash
 from vnicbond.wire.vnet import GSO_UDP_L4, VNET_HDR_LEN, ZERO_VNET_HDR
@@ -24,6 +32,7 @@ from vnicbond.wire.vnet import GSO_UDP_L4, VNET_HDR_LEN, ZERO_VNET_HDR
 BATCH = 64
 #: Room for a 64 KiB GSO super-frame, its Ethernet header and the virtio-net header.
 BUFFER_SIZE = 10 + 14 + 65535 + 64
+_MSG_TRUNC = socket.MSG_TRUNC  # recv returns the frame's real length, so a cut is seen
 
 #: Offsets of the destination and source MAC behind the virtio-net header.
 _DST = VNET_HDR_LEN
@@ -41,22 +50,45 @@ _ICMP6 = _L3 + 40
 #: How many distinct flows a member remembers for status before starting over.
 MAX_FLOWS = 65536
 
+#: Why a frame read from a member did not reach the TAP. The first four are filtering a
+#: switch's flooding makes routine; the rest are errors (``rx_dropped``).
+RX_FILTERED = ("inactive", "foreign", "looped", "daemon")
+RX_ERRORS = ("runt", "oversize", "tap_write", "error", "kernel")
+RX_REASONS = RX_FILTERED + RX_ERRORS
+#: Why a frame from the TAP was not sent out of the member chosen for it (``tx_dropped``).
+TX_REASONS = ("tx_oversize", "tx_invalid", "tx_congested", "tx_error")
+#: Why a frame read from the TAP had no member to go to.
+TAP_REASONS = ("runt", "no_member", "read_error")
+
+SOL_PACKET = 263
+PACKET_STATISTICS = 6
+
+
+def tx_reason(err: int | None) -> str:
+    """The drop reason for a failed send: the kernel's verdict on the frame."""
+    if err == errno.EMSGSIZE:
+        return "tx_oversize"  # above the member's MTU and not GSO
+    if err in (errno.EINVAL, errno.EFAULT, errno.EPROTO):
+        return "tx_invalid"  # e.g. a virtio-net header pointing outside the frame
+    if err in (errno.ENOBUFS, errno.EAGAIN):
+        return "tx_congested"
+    return "tx_error"  # ENETDOWN, ENXIO (the NIC went away), ...
+
 
 class Port:
     """One member's packet socket and its counters."""
 
     __slots__ = (
+        "drops",
         "flows",
         "mac",
         "name",
         "rx_bytes",
-        "rx_dropped",
         "rx_packets",
         "sock",
         "test_ip4",
         "test_ip6",
         "tx_bytes",
-        "tx_dropped",
         "tx_packets",
     )
 
@@ -73,13 +105,38 @@ class Port:
         self.flows: set[int] = set()
         self.tx_packets = 0
         self.tx_bytes = 0
-        self.tx_dropped = 0
         self.rx_packets = 0
         self.rx_bytes = 0
-        self.rx_dropped = 0
+        #: Frames not passed on, by reason (:data:`RX_REASONS`, :data:`TX_REASONS`).
+        self.drops = dict.fromkeys(RX_REASONS + TX_REASONS, 0)
 
-    def counters(self) -> dict[str, int]:
+    @property
+    def tx_dropped(self) -> int:
+        """Frames from the TAP this member failed to send."""
+        d = self.drops
+        return sum(d[r] for r in TX_REASONS)
+
+    @property
+    def rx_dropped(self) -> int:
+        """Frames received on this member lost to an error (not to routine filtering)."""
+        d = self.drops
+        return sum(d[r] for r in RX_ERRORS)
+
+    def poll_kernel(self) -> None:
+        """Add the frames the kernel dropped because the socket's buffer was full.
+
+        ``PACKET_STATISTICS`` resets on every read, so the running total lives here.
+        """
+        try:
+            raw = self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
+        except OSError:
+            return
+        _packets, dropped = struct.unpack("II", raw)
+        self.drops["kernel"] += dropped
+
+    def counters(self) -> dict[str, int | dict[str, int]]:
         """The counters as a plain dict, for status."""
+        self.poll_kernel()
         return {
             "tx_packets": self.tx_packets,
             "rx_packets": self.rx_packets,
@@ -87,6 +144,8 @@ class Port:
             "rx_bytes": self.rx_bytes,
             "tx_dropped": self.tx_dropped,
             "rx_dropped": self.rx_dropped,
+            "rx_filtered": sum(self.drops[r] for r in RX_FILTERED),
+            "drops": dict(self.drops),
         }
 
 
@@ -133,10 +192,16 @@ class Datapath:
         self.host_ports: dict[bytes, Port] = {}
         self.first_port: Port | None = None
         self.own_macs: frozenset[bytes] = frozenset([self.group_mac])
-        self.tap_dropped = 0
+        #: Frames read from the TAP that no member was asked to send, by :data:`TAP_REASONS`.
+        self.tap_drops = dict.fromkeys(TAP_REASONS, 0)
         self._tap_buf = bytearray(BUFFER_SIZE)
         self._rx_buf = bytearray(BUFFER_SIZE)
         self._started = False
+
+    @property
+    def tap_dropped(self) -> int:
+        """Frames read from the TAP and dropped before any member was chosen."""
+        return sum(self.tap_drops.values())
 
     # -- table -------------------------------------------------------------------------------
     def add_port(self, name: str, sock: socket.socket, mac: bytes = b"",
@@ -153,7 +218,8 @@ class Datapath:
         port = self.ports.pop(name, None)
         if port is None:
             return None
-        self.loop.remove_reader(port.sock.fileno())
+        if port.sock.fileno() >= 0:
+            self.loop.remove_reader(port.sock.fileno())
         if self.tx_port is port:
             self.tx_port = None
         self.rx_ports = self.rx_ports - {port}
@@ -161,6 +227,23 @@ class Datapath:
             self.set_spread(tuple(n for n in self.flow_table.members if n != name),
                             {ip: p.name for ip, p in self.host_ports.items() if p is not port})
         return port
+
+    def detach(self, name: str) -> None:
+        """The member's NIC went away: stop reading its socket (the caller closes it). The
+        port keeps its counters; sends through it fail and are counted until the forwarding
+        table stops naming it, which the caller arranges at once."""
+        port = self.ports.get(name)
+        if port is not None and port.sock.fileno() >= 0:
+            self.loop.remove_reader(port.sock.fileno())
+
+    def attach(self, name: str, sock: socket.socket, mac: bytes) -> None:
+        """A new NIC took the member's name: read and send through its socket from now on."""
+        port = self.ports[name]
+        self.detach(name)
+        port.sock = sock
+        port.mac = mac
+        self.own_macs = frozenset([self.group_mac, *(p.mac for p in self.ports.values() if p.mac)])
+        self.loop.add_reader(sock.fileno(), self._on_member_ready, port)
 
     def set_test_ip(self, name: str, test_ip: bytes | None) -> None:
         """A reload changed a member's test address."""
@@ -207,8 +290,8 @@ class Datapath:
             return False
         try:
             port.sock.send(ZERO_VNET_HDR + frame)
-        except OSError:
-            port.tx_dropped += 1
+        except OSError as e:
+            port.drops[tx_reason(e.errno)] += 1
             return False
         port.tx_packets += 1
         port.tx_bytes += len(frame)
@@ -231,15 +314,16 @@ class Datapath:
         readinto = self.tap.readinto
         buf = self._tap_buf
         port = self.tx_port
+        tap_drops = self.tap_drops
         if port is None:
             # No usable member: drain and count, so stale frames do not burst out later.
             try:
                 for _ in range(BATCH):
                     if not readinto(buf):
                         return
-                    self.tap_dropped += 1
+                    tap_drops["no_member"] += 1
             except OSError:
-                self.tap_dropped += 1
+                tap_drops["read_error"] += 1
             return
         mv = memoryview(buf)
         send = port.sock.send
@@ -249,50 +333,63 @@ class Datapath:
                 n = readinto(buf)
                 if not n:  # None: nothing left to read
                     break
+                if n < VNET_HDR_LEN + 14:
+                    tap_drops["runt"] += 1
+                    continue
                 try:
                     send(mv[:n])
-                except OSError:
-                    port.tx_dropped += 1
+                except OSError as e:
+                    port.drops[tx_reason(e.errno)] += 1
                     continue
                 packets += wire_packets(buf, n) if buf[1] else 1
                 nbytes += n - VNET_HDR_LEN
         except OSError:
-            self.tap_dropped += 1
+            tap_drops["read_error"] += 1
         port.tx_packets += packets
         port.tx_bytes += nbytes
 
     def _on_member(self, port: Port) -> None:
         recv_into = port.sock.recv_into
         buf = self._rx_buf
+        size = len(buf)
         mv = memoryview(buf)
         tap_fd = self.tap_fd
         write = os.write
         mac = self.group_mac
         deliver = port in self.rx_ports
+        drops = port.drops
         packets = nbytes = 0
         for _ in range(BATCH):
             try:
-                n = recv_into(buf)
+                n = recv_into(buf, 0, _MSG_TRUNC)
             except BlockingIOError:
                 break
             except OSError:
-                port.rx_dropped += 1  # e.g. ENETDOWN, reported once when the link goes
+                drops["error"] += 1  # e.g. ENETDOWN, reported once when the link goes
                 break
             if not deliver:
-                continue  # only the members the table names deliver to the TAP
+                drops["inactive"] += 1  # only the members the table names deliver to the TAP
+                continue
             if n < VNET_HDR_LEN + 14:
-                port.rx_dropped += 1
+                drops["runt"] += 1
+                continue
+            if n > size:
+                drops["oversize"] += 1  # larger than any frame the TAP takes: cut short
                 continue
             if buf[VNET_HDR_LEN] & 1:
                 # Broadcast or multicast: ignore our own frames flooded back by the switch.
                 if buf.startswith(mac, _SRC):
+                    drops["looped"] += 1
                     continue
             elif not buf.startswith(mac, _DST):
-                continue  # unicast for another host, flooded by the switch
+                # Unicast for another host (flooded by the switch) or for the member's own
+                # MAC (its test address's traffic, which the control socket reads).
+                drops["daemon" if buf.startswith(port.mac, _DST) else "foreign"] += 1
+                continue
             try:
                 write(tap_fd, mv[:n])
             except OSError:
-                port.rx_dropped += 1
+                drops["tap_write"] += 1
                 continue
             packets += wire_packets(buf, n) if buf[1] else 1
             nbytes += n - VNET_HDR_LEN
@@ -308,16 +405,17 @@ class Datapath:
         mv = memoryview(buf)
         buckets = self.bucket_ports
         mask = self.flow_table.mask
+        tap_drops = self.tap_drops
         for _ in range(BATCH):
             try:
                 n = readinto(buf)
             except OSError:
-                self.tap_dropped += 1
+                tap_drops["read_error"] += 1
                 return
             if not n:
                 return
             if n < VNET_HDR_LEN + 14:
-                self.tap_dropped += 1
+                tap_drops["runt"] += 1
                 continue
             ethertype = (buf[_TYPE] << 8) | buf[_TYPE + 1]
             h = -1
@@ -332,13 +430,13 @@ class Datapath:
                 h = flow_hash(buf, VNET_HDR_LEN, n)
                 port = buckets[h & mask]
             if port is None:
-                self.tap_dropped += 1
+                tap_drops["no_member"] += 1
                 continue
             buf[_SRC:_SRC + 6] = port.mac
             try:
                 port.sock.send(mv[:n])
-            except OSError:
-                port.tx_dropped += 1
+            except OSError as e:
+                port.drops[tx_reason(e.errno)] += 1
                 continue
             port.tx_packets += wire_packets(buf, n) if buf[1] else 1
             port.tx_bytes += n - VNET_HDR_LEN
@@ -385,32 +483,44 @@ class Datapath:
         deliver = port in self.rx_ports
         flood = port is self.first_port
         mac = port.mac
+        drops = port.drops
+        size = len(buf)
         for _ in range(BATCH):
             try:
-                n = recv_into(buf)
+                n = recv_into(buf, 0, _MSG_TRUNC)
             except BlockingIOError:
                 return
             except OSError:
-                port.rx_dropped += 1
+                drops["error"] += 1
                 return
             if not deliver:
+                drops["inactive"] += 1
                 continue
             if n < VNET_HDR_LEN + 14:
-                port.rx_dropped += 1
+                drops["runt"] += 1
+                continue
+            if n > size:
+                drops["oversize"] += 1
                 continue
             if buf[_DST] & 1:
-                if not flood or bytes(buf[_SRC:_SRC + 6]) in self.own_macs:
+                if not flood:
+                    drops["inactive"] += 1  # another member hands broadcasts to the TAP
+                    continue
+                if bytes(buf[_SRC:_SRC + 6]) in self.own_macs:
+                    drops["looped"] += 1
                     continue
             elif buf.startswith(mac, _DST):
                 if self._for_test_address(port, buf, n):
-                    continue  # a probe reply or ARP for the test address: the daemon's
+                    drops["daemon"] += 1  # a probe reply or ARP for the test address
+                    continue
                 buf[_DST:_DST + 6] = self.group_mac
             else:
+                drops["foreign"] += 1
                 continue
             try:
                 write(tap_fd, mv[:n])
             except OSError:
-                port.rx_dropped += 1
+                drops["tap_write"] += 1
                 continue
             port.rx_packets += wire_packets(buf, n) if buf[1] else 1
             port.rx_bytes += n - VNET_HDR_LEN

@@ -4,7 +4,8 @@ This module owns
 
 * :class:`StatusCollector`, a ``prometheus_client`` custom collector that builds every family
   afresh on each scrape from a callable returning :meth:`vnicbond.daemon.Daemon.status`'s
-  document (per member: packet, byte and drop counters, state, link, probe state; per probe
+  document (per member: packet, byte and drop counters, drops by reason, control-socket
+  frames by outcome, state, link, probe state; per probe
   target: probes sent and lost; per group: state, carrier, failovers, address moves), and
   registers itself on its own :class:`~prometheus_client.CollectorRegistry`, never the global
   one;
@@ -180,6 +181,19 @@ class StatusCollector(Collector):
         moves = CounterMetricFamily(
             f"{PREFIX}_group_address_moves", "Data addresses moved between members.",
             labels=["group"])
+        drops = CounterMetricFamily(
+            f"{PREFIX}_member_drops",
+            "Frames a member received or was to send that were not passed on, by reason.",
+            labels=[*m_labels, "reason"])
+        tap_drops = CounterMetricFamily(
+            f"{PREFIX}_tap_drops",
+            "Frames from the host that no member was given, by reason.",
+            labels=["group", "reason"])
+        control = CounterMetricFamily(
+            f"{PREFIX}_control_frames",
+            "Frames on a member's control socket (probe replies, ARP/NDP for its test "
+            "address), by what became of them.",
+            labels=[*m_labels, "outcome"])
 
         shown: set[_Key] = set()
         for g in groups:
@@ -193,6 +207,10 @@ class StatusCollector(Collector):
                 _one_hot(member_state, labels, MEMBER_STATES, m.get("state"))
                 link_up.add_metric(labels, 1.0 if m.get("link") == "up" else 0.0)
                 _one_hot(probe_state, labels, PROBE_STATES, m.get("probe"))
+                for reason, value in sorted((m.get("drops") or {}).items()):
+                    drops.add_metric([*labels, str(reason)], float(value))
+                for outcome, value in sorted((m.get("control") or {}).items()):
+                    control.add_metric([*labels, str(outcome)], float(value))
             for t in g.get("targets") or []:
                 key = (gname, str(t.get("member", "")), str(t.get("target", "")))
                 shown.add(key)
@@ -202,6 +220,8 @@ class StatusCollector(Collector):
             carrier.add_metric([gname], 1.0 if g.get("carrier") else 0.0)
             failovers.add_metric([gname], float(g.get("failovers") or 0))
             moves.add_metric([gname], float(g.get("address_moves") or 0))
+            for reason, value in sorted((g.get("tap_drops") or {}).items()):
+                tap_drops.add_metric([gname, str(reason)], float(value))
 
         self.rtt.retain(shown)
         for key, (buckets, total) in sorted(self.rtt.snapshot().items()):
@@ -209,7 +229,7 @@ class StatusCollector(Collector):
 
         yield from counters.values()
         yield from (member_state, link_up, probe_state, sent, lost, rtt)
-        yield from (group_state, carrier, failovers, moves)
+        yield from (group_state, carrier, failovers, moves, drops, tap_drops, control)
 
 
 def _one_hot(family: GaugeMetricFamily, labels: list[str], states: tuple[str, ...],

@@ -11,7 +11,7 @@ import socket
 
 import pytest
 
-from vnicbond.datapath import Port, wire_packets
+from vnicbond.datapath import RX_REASONS, TX_REASONS, Port, wire_packets
 from vnicbond.wire.vnet import (
     F_NEEDS_CSUM,
     GSO_ECN,
@@ -96,15 +96,21 @@ def test_port_counters_start_at_zero_and_report_every_counter() -> None:
     a, b = socket.socketpair()
     try:
         port = Port("eth0", a)
+        zero = dict.fromkeys(RX_REASONS + TX_REASONS, 0)
         assert port.counters() == {
             "tx_packets": 0, "rx_packets": 0, "tx_bytes": 0, "rx_bytes": 0,
-            "tx_dropped": 0, "rx_dropped": 0}
+            "tx_dropped": 0, "rx_dropped": 0, "rx_filtered": 0, "drops": zero}
         port.tx_packets, port.rx_packets = 1, 2
         port.tx_bytes, port.rx_bytes = 3, 4
-        port.tx_dropped, port.rx_dropped = 5, 6
-        assert port.counters() == {
+        port.drops.update(tx_invalid=2, tx_oversize=3, runt=1, oversize=5, foreign=7, inactive=1)
+        counters = port.counters()
+        assert counters == {
             "tx_packets": 1, "rx_packets": 2, "tx_bytes": 3, "rx_bytes": 4,
-            "tx_dropped": 5, "rx_dropped": 6}
+            "tx_dropped": 5, "rx_dropped": 6, "rx_filtered": 8,
+            "drops": {**zero, "tx_invalid": 2, "tx_oversize": 3, "runt": 1, "oversize": 5,
+                      "foreign": 7, "inactive": 1}}
+        port.drops["runt"] += 1
+        assert counters["drops"]["runt"] == 1
         # A copy, not a live view.
         snapshot = port.counters()
         port.tx_packets += 10

@@ -113,6 +113,35 @@ class Isolation:
         _nft(f"add chain netdev {self.table} {self._chain(name).strip()[len('chain '):]}\n")
         self._isolate(saved)
 
+    def adopt(self, name: str) -> None:
+        """Isolate a new NIC that took a member's name (the old one was removed, renamed or
+        moved away): record its own settings, then replace the member's chain. Raises
+        IsolationError (or OSError if the NIC vanished again meanwhile)."""
+        info = netlink.get_link(name)
+        if info is None:
+            raise IsolationError(f"member {name}: no such interface")
+        saved = SavedMember(name, info.admin_up, _read_sysctl(SYSCTL_DISABLE_IPV6.format(name)))
+        self.saved = [s for s in self.saved if s.name != name] + [saved]
+        self._write_state()
+        # The old NIC's chain may have gone with it, or (newer kernels) already hooks the new
+        # one by name: delete whatever is there and add it afresh either way.
+        _nft(f"delete chain netdev {self.table} {_chain_name(name)}\n", check=False)
+        _nft(f"add chain netdev {self.table} {self._chain(name).strip()[len('chain '):]}\n")
+        self._isolate(saved)
+
+    def release(self, name: str, now_called: str | None) -> None:
+        """A member's NIC left: renamed to ``now_called``, or deleted or moved to another
+        namespace (None). Drop its chain; give a renamed NIC its recorded settings back (a
+        NIC that left the namespace lost them with it). Never raises."""
+        saved = [s for s in self.saved if s.name == name]
+        self.saved = [s for s in self.saved if s.name != name]
+        _nft(f"delete chain netdev {self.table} {_chain_name(name)}\n", check=False)
+        if now_called is not None:
+            restore_saved(None, [SavedMember(now_called, s.was_up, s.disable_ipv6)
+                                 for s in saved])
+        with contextlib.suppress(OSError):
+            self._write_state()
+
     def remove_member(self, name: str) -> None:
         """Give one member back (a reload removed it). Never raises."""
         saved = [s for s in self.saved if s.name == name]

@@ -1,0 +1,100 @@
+"""A member's NIC that disappears (deleted, renamed, moved to another namespace) fails the
+member, not the daemon; a NIC that then takes the member's name is isolated and taken back
+through the normal repair path."""
+
+from __future__ import annotations
+
+import time
+
+from tests.netns.conftest import ping_result, ping_stream, wait_ping
+from vnicbond.lab import DATA_V4, run
+
+#: A short failure detection time keeps the link-only repair hold (10 probe intervals) short.
+FAST = {"failure_detection_time": "700ms"}
+
+
+def _chain(lab, member: str) -> str:
+    """The isolation chain of ``member`` as nft prints it ("" if there is none)."""
+    out = lab.ns(lab.host, "nft", "list", "chain", "netdev", "vnicbond_ipmp0",
+                 f"member_{member}", check=False)
+    return out.stdout if out.returncode == 0 else ""
+
+
+def _sysctl(lab, dev: str) -> str:
+    return lab.ns(lab.host, "cat", f"/proc/sys/net/ipv6/conf/{dev}/disable_ipv6").stdout.strip()
+
+
+def _recreate(lab, i: int) -> None:
+    """Plug a brand-new veth in under member ``i``'s name (left down: the daemon raises it)."""
+    run(["ip", "link", "add", lab.member(i), "netns", lab.host, "type", "veth", "peer",
+         lab.port(i), "netns", lab.switch])
+    lab.ns(lab.switch, "ip", "link", "set", lab.port(i), "master", "br0", "up")
+
+
+def test_deleted_nic_fails_over_and_a_recreated_one_is_taken_back(lab, make_bond):
+    bond = make_bond(lab, **FAST)
+    wait_ping(lab, lab.peer, DATA_V4)
+    assert bond.active() == "m0"
+    before = bond.member("m0")["rx_packets"]
+    ping = ping_stream(lab, lab.peer, DATA_V4, 0.01, 900)
+    time.sleep(0.5)
+    lab.ns(lab.switch, "ip", "link", "del", "s0")  # the veth pair goes, m0 with it
+    lab.wait_for(lambda: bond.member("m0")["state"] == "failed", what="m0 failed")
+    assert bond.active() == "m1"
+    assert _chain(lab, "m0") == ""  # nothing of ours is left hooked for the old name
+    time.sleep(1.0)
+    _recreate(lab, 0)
+    # Taken back through the repair path (failback: it carries the traffic again).
+    lab.wait_for(lambda: bond.active() == "m0", timeout=15, what="m0 back and active")
+    sent, received, out = ping_result(ping)
+    assert sent - received <= 6, out  # two moves, each like a link pull
+    m0 = bond.member("m0")
+    assert m0["link"] == "up" and m0["state"] == "active"
+    assert m0["rx_packets"] > before  # counters go on across the new NIC
+    assert 'device "m0"' in _chain(lab, "m0")  # isolated again
+    assert _sysctl(lab, "m0") == "1"
+    wait_ping(lab, lab.peer, DATA_V4, timeout=5)
+    assert "is back on a new NIC" in bond.logs()
+    assert bond.stop() == 0
+    # The new NIC got its own settings back: it was down with IPv6 on when it appeared.
+    assert _sysctl(lab, "m0") == "0"
+    assert "state DOWN" in lab.ns(lab.host, "ip", "link", "show", "m0").stdout
+    assert lab.ns(lab.host, "nft", "list", "tables").stdout.strip() == ""
+
+
+def test_renamed_nic_is_given_back_and_taken_again_when_renamed_back(lab, make_bond):
+    bond = make_bond(lab, **FAST)
+    wait_ping(lab, lab.peer, DATA_V4)
+    lab.ns(lab.host, "ip", "link", "set", "m0", "down")
+    lab.ns(lab.host, "ip", "link", "set", "m0", "name", "m0x")
+    lab.wait_for(lambda: bond.member("m0")["state"] == "failed", what="m0 failed")
+    assert bond.active() == "m1"
+    wait_ping(lab, lab.peer, DATA_V4, timeout=5)
+    # The renamed NIC is no longer ours: its settings are back and our chain is gone.
+    lab.wait_for(lambda: _sysctl(lab, "m0x") == "0", what="m0x's IPv6 given back")
+    assert _chain(lab, "m0") == ""
+    lab.ns(lab.host, "ip", "link", "set", "m0x", "name", "m0")
+    lab.wait_for(lambda: bond.active() == "m0", timeout=15, what="m0 back and active")
+    assert _sysctl(lab, "m0") == "1"
+    assert 'device "m0"' in _chain(lab, "m0")
+    wait_ping(lab, lab.peer, DATA_V4, timeout=5)
+    assert bond.stop() == 0
+
+
+def test_nic_moved_to_another_namespace_and_back(lab, make_bond):
+    bond = make_bond(lab, **FAST)
+    wait_ping(lab, lab.peer, DATA_V4)
+    aux = f"{lab.prefix}-aux"
+    run(["ip", "netns", "add", aux])
+    try:
+        lab.ns(lab.host, "ip", "link", "set", "m0", "netns", aux)
+        lab.wait_for(lambda: bond.member("m0")["state"] == "failed", what="m0 failed")
+        assert bond.active() == "m1"
+        wait_ping(lab, lab.peer, DATA_V4, timeout=5)
+        run(["ip", "-n", aux, "link", "set", "m0", "netns", lab.host])
+        lab.wait_for(lambda: bond.active() == "m0", timeout=15, what="m0 back and active")
+        wait_ping(lab, lab.peer, DATA_V4, timeout=5)
+        assert bond.member("m0")["link"] == "up"
+    finally:
+        run(["ip", "netns", "del", aux], check=False)
+    assert bond.stop() == 0
