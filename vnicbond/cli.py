@@ -44,6 +44,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=getattr(logging, config.log_level.upper()), stream=sys.stderr,
         format="%(asctime)s vnicbond[%(process)d] %(levelname)s %(message)s")
+    logging.getLogger("pyroute2").setLevel(logging.WARNING)  # its debug output is per message
     from vnicbond.control import ControlError
     from vnicbond.daemon import Daemon
     from vnicbond.system.isolation import IsolationError

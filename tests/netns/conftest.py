@@ -71,11 +71,17 @@ class Bond:
         self.log = workdir / "daemon.log"
         self.proc: subprocess.Popen[str] | None = None
 
-    def start(self, wait: bool = True) -> Bond:
-        """Start the daemon; with ``wait``, return once it answers status."""
+    def start(self, wait: bool = True, wrap: tuple[str, ...] = (),
+              extra: tuple[str, ...] = ()) -> Bond:
+        """Start the daemon; with ``wait``, return once it answers status.
+
+        ``wrap`` goes before the command (it must exec it, so the PID stays the daemon's),
+        ``extra`` after it (e.g. ``--user``).
+        """
         log = open(self.log, "a")  # noqa: SIM115 - the daemon holds it until it exits
-        self.proc = self.lab.popen(self.lab.host, sys.executable, "-m", "vnicbond", "run",
-                                   "-c", str(self.path), stdout=log, stderr=subprocess.STDOUT)
+        self.proc = self.lab.popen(self.lab.host, *wrap, sys.executable, "-m", "vnicbond",
+                                   "run", "-c", str(self.path), *extra, stdout=log,
+                                   stderr=subprocess.STDOUT)
         log.close()
         if wait:
             self.wait_ready()
