@@ -24,6 +24,8 @@ from typing import Any
 
 DEFAULT_SOCKET = "/run/vnicbond/vnicbond.sock"
 MAX_REQUEST = 64 * 1024
+#: Connections served at once; more are told the daemon is busy and closed.
+MAX_CLIENTS = 32
 READ_TIMEOUT = 5.0
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
@@ -100,6 +102,7 @@ class ControlServer:
         self.handler = handler
         self._server: asyncio.AbstractServer | None = None
         self._allowed = {0, os.geteuid()}
+        self._clients = 0
 
     async def start(self) -> None:
         """Bind and listen (the socket file is created with mode 0600)."""
@@ -120,7 +123,11 @@ class ControlServer:
             os.unlink(self.path)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._clients += 1
         try:
+            if self._clients > MAX_CLIENTS:
+                await self._reply(writer, {"ok": False, "error": "busy: too many connections"})
+                return
             if _peer_uid(writer) not in self._allowed:
                 await self._reply(writer, {"ok": False, "error": "permission denied: root only"})
                 return
@@ -138,6 +145,7 @@ class ControlServer:
         except (ConnectionError, OSError):
             pass
         finally:
+            self._clients -= 1
             writer.close()
 
     async def _dispatch(self, line: bytes) -> dict[str, Any]:

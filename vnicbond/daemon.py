@@ -559,6 +559,8 @@ class Daemon:
             return
         send()
         loop = asyncio.get_running_loop()
+        now = loop.time()  # forget rounds already sent, so the list stays short
+        rt.announcing = [h for h in rt.announcing if not h.cancelled() and h.when() > now]
         rt.announcing.extend(loop.call_later(interval * i, send) for i in range(1, count))
 
     def _event(self, rt: GroupRuntime, kind: str, member: str | None, state: str,

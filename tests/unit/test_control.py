@@ -14,6 +14,7 @@ import os
 import socket
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,12 @@ from typing import Any
 import pytest
 
 from vnicbond.control import (
+    MAX_CLIENTS,
     MAX_REQUEST,
     CommandError,
     ControlError,
     ControlServer,
+    prepare_socket_dir,
     prepare_socket_path,
     request,
 )
@@ -371,3 +374,46 @@ def test_request_non_object_reply_is_control_error(sock_dir: Path, reply: bytes)
         t.join(TIMEOUT)
         listener.close()
 
+
+
+def test_connections_beyond_the_limit_are_told_busy_and_the_rest_still_served(
+        server: ServerThread) -> None:
+    """Idle clients cannot pile up: past MAX_CLIENTS a new one is answered "busy" and
+    closed; once they go, requests are served again."""
+    idle = []
+    try:
+        for _ in range(MAX_CLIENTS):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(TIMEOUT)
+            s.connect(server.path)
+            idle.append(s)
+        # Every idle connection is being served (a round trip on the last proves it).
+        idle[-1].sendall(b'{"cmd": "status"}\n')
+        assert json.loads(idle[-1].makefile().readline())["ok"]
+        with pytest.raises(ControlError, match="busy"):
+            request(server.path, "status", timeout=TIMEOUT)
+    finally:
+        for s in idle:
+            s.close()
+    deadline = TIMEOUT
+    while True:
+        try:
+            assert request(server.path, "status", timeout=TIMEOUT) == STATUS
+            break
+        except ControlError:
+            deadline -= 0.05
+            assert deadline > 0
+            time.sleep(0.05)
+
+
+def test_prepare_socket_dir_gives_a_new_directory_to_the_user(sock_dir: Path) -> None:
+    target = sock_dir / "run" / "x.sock"
+    prepare_socket_dir(str(target), os.getuid(), os.getgid())
+    st = os.stat(target.parent)
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (os.getuid(), 0o755)
+
+
+def test_prepare_socket_dir_refuses_a_directory_the_user_cannot_write(sock_dir: Path) -> None:
+    (sock_dir / "ro").mkdir(mode=0o755)
+    with pytest.raises(ControlError, match=r"ro is not writable by uid 4242"):
+        prepare_socket_dir(str(sock_dir / "ro" / "x.sock"), 4242, 4242)
