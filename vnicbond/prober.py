@@ -133,11 +133,11 @@ class Prober:
             return NOTHING
         if isinstance(pkt, wire.NeighborSolicitation):
             answers: tuple[bytes, ...] = ()
-            if pkt.src_ip in m.targets and pkt.source_lladdr:
-                m.neighbors[pkt.src_ip] = pkt.source_lladdr
             if pkt.target_ip == m.test_ip and isinstance(m.test_ip, IPv6Address):
                 if pkt.src_ip.is_unspecified:
                     return NOTHING  # duplicate address detection: not a question to answer
+                if pkt.src_ip in m.targets and pkt.source_lladdr:  # a question to us only
+                    m.neighbors[pkt.src_ip] = pkt.source_lladdr
                 dst_mac = pkt.source_lladdr or pkt.src_mac
                 answers = (wire.neighbor_advertisement(m.mac, m.test_ip, dst_mac, pkt.src_ip),)
             return Received(answers=answers)
@@ -150,9 +150,11 @@ class Prober:
         if not isinstance(m.test_ip, IPv4Address):
             return NOTHING
         if pkt.op == 1:
-            if pkt.sender_ip in m.targets:
-                m.neighbors[pkt.sender_ip] = pkt.sender_mac
+            # Only a question to us teaches us the asker's MAC (as Linux does): a broadcast
+            # request naming a target as sender, from anyone, must not redirect our probes.
             if pkt.target_ip == m.test_ip and pkt.sender_ip != m.test_ip:
+                if pkt.sender_ip in m.targets:
+                    m.neighbors[pkt.sender_ip] = pkt.sender_mac
                 return Received(answers=(
                     wire.arp_reply(m.mac, m.test_ip, pkt.sender_mac, pkt.sender_ip),))
             return NOTHING

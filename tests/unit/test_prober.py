@@ -742,21 +742,39 @@ def test_mixed_members_each_answer_their_own_family() -> None:
 # -- 5. learning target MACs, and only target MACs ------------------------------------------------
 
 
-@pytest.mark.parametrize("asked", [OTHER4, TEST4_A, TEST4_B, TARGET4_2])
-def test_arp_request_from_the_target_teaches_its_mac(asked: IPv4Address) -> None:
+def test_arp_request_from_the_target_for_us_teaches_its_mac() -> None:
     prober = make(ICMP_METHOD, 4)
-    request = arp_request_frame(sender_mac=TARGET_MAC_2, sender_ip=TARGET4, target_ip=asked)
+    request = arp_request_frame(sender_mac=TARGET_MAC_2, sender_ip=TARGET4, target_ip=TEST4_A)
     prober.receive("a", request)
     (frame,) = prober.probe("a", str(TARGET4), 3)
     check_echo_request(frame, 4, seq=3, dst_mac=TARGET_MAC_2)
 
 
-@pytest.mark.parametrize("asked", [OTHER6, TEST6_A, TARGET6_2])
-def test_ns_from_the_target_teaches_its_mac(asked: IPv6Address) -> None:
+@pytest.mark.parametrize("asked", [OTHER4, TEST4_B, TARGET4_2])
+def test_arp_request_naming_a_target_but_not_for_us_teaches_nothing(asked: IPv4Address) -> None:
+    """A broadcast request anyone can forge must not redirect our probes (poisoning)."""
+    prober = make(ICMP_METHOD, 4)
+    learn(prober, 4)
+    before = prober.probe("a", str(TARGET4), 3)
+    request = arp_request_frame(sender_mac=EVIL_MAC, sender_ip=TARGET4, target_ip=asked)
+    assert prober.receive("a", request).answers == ()
+    assert prober.probe("a", str(TARGET4), 3) == before
+
+
+def test_ns_from_the_target_for_us_teaches_its_mac() -> None:
     prober = make(ICMP_METHOD, 6)
-    prober.receive("a", ns_frame(src=TARGET6, src_mac=TARGET_MAC_2, target=asked))
+    prober.receive("a", ns_frame(src=TARGET6, src_mac=TARGET_MAC_2, target=TEST6_A))
     (frame,) = prober.probe("a", str(TARGET6), 3)
     check_echo_request(frame, 6, seq=3, dst_mac=TARGET_MAC_2)
+
+
+@pytest.mark.parametrize("asked", [OTHER6, TARGET6_2])
+def test_ns_naming_a_target_but_not_for_us_teaches_nothing(asked: IPv6Address) -> None:
+    prober = make(ICMP_METHOD, 6)
+    learn(prober, 6)
+    before = prober.probe("a", str(TARGET6), 3)
+    prober.receive("a", ns_frame(src=TARGET6, src_mac=EVIL_MAC, target=asked))
+    assert prober.probe("a", str(TARGET6), 3) == before
 
 
 @pytest.mark.parametrize("family", [4, 6])
