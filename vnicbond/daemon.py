@@ -42,7 +42,11 @@ from vnicbond.prober import Prober, ProbingMember, TokenBucket
 from vnicbond.system import netlink, privilege
 from vnicbond.system.isolation import Isolation, IsolationError, recover_stale
 from vnicbond.system.netlink import LinkInfo, LinkWatcher
-from vnicbond.system.packet import open_control_socket, open_member_socket
+from vnicbond.system.packet import (
+    attach_control_filter,
+    open_control_socket,
+    open_member_socket,
+)
 from vnicbond.system.tap import Tap
 from vnicbond.wire.announce import announcement
 
@@ -179,11 +183,20 @@ class Daemon:
         raise Stop()
 
     def setup(self) -> None:
-        """Check privileges, create the TAPs, drop to ``--user`` if asked; then recover from a
-        dead instance, isolate members, open sockets and configure the TAPs."""
-        if self.user is not None:
-            privilege.resolve_user(self.user)  # an unknown user fails before anything changes
+        """Check privileges, recover from a dead instance, create the TAPs, drop to
+        ``--user`` if asked; then isolate members, open sockets and configure the TAPs."""
+        if self.user is not None:  # an unknown user, or no root to drop from, fails first
+            privilege.resolve_user(self.user)
+            if os.geteuid() != 0:
+                raise privilege.PrivilegeError(
+                    f"--user {self.user}: only root can change user (this is uid "
+                    f"{os.geteuid()}); started unprivileged, leave --user out")
         privilege.check()
+        for rt in self.groups:  # first: it also refuses to run beside a live instance
+            pid = recover_stale(rt.isolation.state_path)
+            if pid is not None:
+                log.warning("group %s: restored member settings left by dead instance %d",
+                            rt.cfg.name, pid)
         check_system(self.config)
         for rt in self.groups:
             self._create_tap(rt)
@@ -193,11 +206,6 @@ class Daemon:
                                        account.pw_gid)
             privilege.drop_to(self.user)
             log.info("running as %s with CAP_NET_ADMIN and CAP_NET_RAW only", account.pw_name)
-        for rt in self.groups:
-            pid = recover_stale(rt.isolation.state_path)
-            if pid is not None:
-                log.warning("group %s: restored member settings left by dead instance %d",
-                            rt.cfg.name, pid)
         control.prepare_socket_path(self.config.control.socket)
         # Subscribe before reading link states, so no change between the two is missed.
         self.watcher = LinkWatcher(self._on_link)
@@ -230,7 +238,7 @@ class Daemon:
             mac = self._open_member(rt, m.name)
             targets = rt.targets[m.name]
             if targets and m.test_address is not None:
-                ctl = open_control_socket(m.name, mac)
+                ctl = open_control_socket(m.name, mac, _v4(m.test_address.ip))
                 rt.control[m.name] = ctl
                 probing.append(ProbingMember(m.name, mac, m.test_address.ip, targets))
         if probing:
@@ -373,6 +381,9 @@ class Daemon:
         """Stop reading and close a member's sockets (its datapath port keeps its counters)."""
         loop = asyncio.get_running_loop()
         if rt.datapath is not None:
+            port = rt.datapath.ports.get(member)
+            if port is not None:
+                port.poll_kernel()  # the socket's last kernel drop count goes with it
             rt.datapath.detach(member)
         sock = rt.sockets.pop(member, None)
         if sock is not None:
@@ -669,6 +680,7 @@ class Daemon:
             if info is not None:
                 self.by_index[info.index] = (rt, name)
             self.members[name] = (rt, name)
+            rt.control_stats[name] = dict.fromkeys(CONTROL_OUTCOMES, 0)
             rt.datapath.add_port(name, rt.sockets[name], rt.member_macs[name])
         old_addrs = {str(a) for a in old.addresses}
         new_addrs = {str(a) for a in new.addresses}
@@ -727,9 +739,11 @@ class Daemon:
             targets = rt.targets[m.name]
             ctl = rt.control.get(m.name)
             if targets and test is not None:
-                if ctl is None and m.name in rt.sockets:  # not while its NIC is gone
+                if ctl is not None:  # the test address may have changed
+                    attach_control_filter(ctl, rt.member_macs[m.name], _v4(test.ip))
+                elif m.name in rt.sockets:  # not while its NIC is gone
                     try:
-                        ctl = open_control_socket(m.name, rt.member_macs[m.name])
+                        ctl = open_control_socket(m.name, rt.member_macs[m.name], _v4(test.ip))
                     except OSError as e:
                         log.warning("%s: member %s: cannot open its probe socket: %s",
                                     rt.cfg.name, m.name, e.strerror or e)
@@ -821,6 +835,11 @@ class Daemon:
             })
         return {"pid": os.getpid(), "uptime_s": round(time.time() - self.started, 3),
                 "groups": groups}
+
+
+def _v4(ip: IPv4Address | IPv6Address) -> bytes | None:
+    """An IPv4 test address, packed, for the control socket's ARP filter."""
+    return ip.packed if ip.version == 4 else None
 
 
 def _mac_text(mac: bytes) -> str:

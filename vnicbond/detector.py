@@ -196,6 +196,8 @@ class Detector:
         m.link_since = now
         if up:
             m.link_ups.append(now)
+            while m.link_ups[0] + FLAP_WINDOW <= now:  # only the window's link-ups matter
+                m.link_ups.popleft()
             m.next_send = now  # probe at once: repair starts counting now
         else:
             for t in m.targets.values():

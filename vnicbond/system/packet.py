@@ -56,49 +56,108 @@ def open_member_socket(ifname: str, group_mac: bytes) -> socket.socket:
 
 # Classic BPF, enough for one small filter.
 _LDW, _LDH, _LDB = 0x20, 0x28, 0x30  # BPF_LD | BPF_W/H/B | BPF_ABS
+_LDBI = 0x50  # BPF_LD | BPF_B | BPF_IND: A = byte at X + k
+_LDXMSH = 0xB1  # BPF_LDX | BPF_B | BPF_MSH: X = 4 * (byte at k & 0xf), an IPv4 header length
 _JEQ, _JSET, _RET = 0x15, 0x45, 0x06
+_JUMPS = (_JEQ, _JSET)
 
 
-def control_filter(member_mac: bytes) -> list[tuple[int, int, int, int]]:
-    """A BPF program passing only what the probe engine needs to see on a member.
+def control_filter(member_mac: bytes, test_ip: bytes | None = None
+                   ) -> list[tuple[int, int, int, int]]:
+    """A BPF program passing only what the probe engine reads on a member.
 
-    Unicast to the member's own MAC (probe replies, ARP and NDP answers), broadcast or
-    multicast ARP (requests for the test address), and multicast ICMPv6 (neighbour
-    solicitations for the test address). Bulk traffic for the group's MAC never reaches the
-    control socket, so it cannot crowd out a probe reply.
+    Unicast to the member's own MAC: ARP, ICMP echo replies, ICMPv6 echo replies and
+    neighbour solicitations/advertisements. Broadcast ARP only if it asks for the test address
+    (``test_ip``, packed IPv4; any, without one), and multicast neighbour solicitations. Bulk
+    traffic for the group's MAC, and floods of anything else at the test address (TCP, UDP,
+    echo requests, ICMP errors), never reach the control socket, so they cost no Python time
+    and cannot crowd out a probe reply.
     """
     hi = int.from_bytes(member_mac[:4], "big")
     lo = int.from_bytes(member_mac[4:], "big")
-    multicast, accept, drop = 6, 11, 12
-    # (code, jump-if-true, jump-if-false, k) with absolute jump targets, made relative below.
-    prog = [
-        (_LDB, 0, 0, 0),  # 0: first byte of the destination MAC
-        (_JSET, multicast, 2, 1),  # 1: group bit set?
-        (_LDW, 0, 0, 0),  # 2: destination MAC, bytes 0-3
-        (_JEQ, 4, drop, hi),  # 3
-        (_LDH, 0, 0, 4),  # 4: destination MAC, bytes 4-5
-        (_JEQ, accept, drop, lo),  # 5
-        (_LDH, 0, 0, 12),  # 6: ethertype
-        (_JEQ, accept, 8, 0x0806),  # 7: ARP
-        (_JEQ, 9, drop, 0x86DD),  # 8: IPv6
-        (_LDB, 0, 0, 20),  # 9: IPv6 next header
-        (_JEQ, accept, drop, 58),  # 10: ICMPv6
-        (_RET, 0, 0, 0x40000),  # 11: accept
-        (_RET, 0, 0, 0),  # 12: drop
-    ]
+    L: dict[str, int] = {}
+    prog: list[tuple[int, object, object, int]] = []
+
+    def at(label: str) -> None:
+        L[label] = len(prog)
+
+    def op(code: int, k: int = 0, jt: object = 0, jf: object = 0) -> None:
+        prog.append((code, jt, jf, k))
+
+    op(_LDB, 0)                          # first byte of the destination MAC
+    op(_JSET, 1, "multicast", "ucast")   # group bit
+    at("ucast")
+    op(_LDW, 0)
+    op(_JEQ, hi, "lo", "drop")
+    at("lo")
+    op(_LDH, 4)
+    op(_JEQ, lo, "type", "drop")
+    at("type")
+    op(_LDH, 12)
+    op(_JEQ, 0x0806, "accept", "not_arp")
+    at("not_arp")
+    op(_JEQ, 0x0800, "v4", "not_v4")
+    at("not_v4")
+    op(_JEQ, 0x86DD, "v6", "drop")
+    at("v4")
+    op(_LDB, 23)                         # IPv4 protocol
+    op(_JEQ, 1, "icmp", "drop")
+    at("icmp")
+    op(_LDXMSH, 14)                      # X = IPv4 header length
+    op(_LDBI, 14)                        # ICMP type
+    op(_JEQ, 0, "accept", "drop")        # echo reply
+    at("v6")
+    op(_LDB, 20)                         # IPv6 next header
+    op(_JEQ, 58, "v6type", "drop")
+    at("v6type")
+    op(_LDB, 54)                         # ICMPv6 type
+    op(_JEQ, 129, "accept", "ns")        # echo reply
+    at("ns")
+    op(_JEQ, 135, "accept", "na")
+    at("na")
+    op(_JEQ, 136, "accept", "drop")
+    at("multicast")
+    op(_LDH, 12)
+    op(_JEQ, 0x0806, "arp_op" if test_ip else "accept", "m_v6")
+    at("m_v6")
+    op(_JEQ, 0x86DD, "m_nh", "drop")
+    at("m_nh")
+    op(_LDB, 20)
+    op(_JEQ, 58, "m_type", "drop")
+    at("m_type")
+    op(_LDB, 54)
+    op(_JEQ, 135, "accept", "drop")      # neighbour solicitation (for the test address)
+    if test_ip:
+        at("arp_op")
+        op(_LDH, 20)                     # ARP operation
+        op(_JEQ, 1, "arp_tpa", "drop")
+        at("arp_tpa")
+        op(_LDW, 38)                     # target protocol address
+        op(_JEQ, int.from_bytes(test_ip, "big"), "accept", "drop")
+    at("accept")
+    op(_RET, 0x40000)
+    at("drop")
+    op(_RET, 0)
     # A jump's offsets count from the instruction after it.
-    return [(code, jt - i - 1, jf - i - 1, k) if code in (_JEQ, _JSET) else (code, 0, 0, k)
-            for i, (code, jt, jf, k) in enumerate(prog)]
+    return [(code, L[jt] - i - 1, L[jf] - i - 1, k) if code in _JUMPS else (code, 0, 0, k)
+            for i, (code, jt, jf, k) in enumerate(prog)]  # type: ignore[index]
 
 
-def open_control_socket(ifname: str, member_mac: bytes) -> socket.socket:
+def attach_control_filter(sock: socket.socket, member_mac: bytes,
+                          test_ip: bytes | None = None) -> None:
+    """(Re)attach :func:`control_filter` to ``sock`` (a reload may change the test address)."""
+    prog = b"".join(struct.pack("HBBI", *insn) for insn in control_filter(member_mac, test_ip))
+    buf = ctypes.create_string_buffer(prog)
+    fprog = struct.pack("HL", len(prog) // 8, ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+def open_control_socket(ifname: str, member_mac: bytes,
+                        test_ip: bytes | None = None) -> socket.socket:
     """A non-blocking packet socket on ``ifname`` for probes and the test address's ARP/NDP."""
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     try:
-        prog = b"".join(struct.pack("HBBI", *insn) for insn in control_filter(member_mac))
-        buf = ctypes.create_string_buffer(prog)
-        fprog = struct.pack("HL", len(prog) // 8, ctypes.addressof(buf))
-        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+        attach_control_filter(sock, member_mac, test_ip)
         sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
         sock.bind((ifname, ETH_P_ALL))
         sock.setblocking(False)
