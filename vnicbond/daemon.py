@@ -39,6 +39,7 @@ from vnicbond.model import (
     SetSpread,
 )
 from vnicbond.prober import Prober, ProbingMember, TokenBucket
+from vnicbond.reload import group_changes, needs_restart
 from vnicbond.system import netlink, privilege
 from vnicbond.system.isolation import Isolation, IsolationError, recover_stale
 from vnicbond.system.netlink import LinkInfo, LinkWatcher
@@ -631,7 +632,7 @@ class Daemon:
             check_system(new)
         except ConfigError as e:
             raise control.CommandError(str(e)) from None
-        refusal = self._needs_restart(new)
+        refusal = needs_restart(self.config, new)
         if refusal:
             raise control.CommandError(f"reload: changing {refusal} needs a restart; "
                                        "nothing changed")
@@ -648,32 +649,16 @@ class Daemon:
             self._reloading = False
         return changes
 
-    def _needs_restart(self, new: Config) -> str | None:
-        old = self.config
-        if [g.name for g in new.groups] != [g.name for g in old.groups]:
-            return "the groups"
-        if new.control != old.control:
-            return "control.socket"
-        if new.metrics != old.metrics:
-            return "metrics"
-        for a, b in zip(old.groups, new.groups, strict=True):
-            for key in ("mode", "mac", "mtu", "routes"):
-                if getattr(a, key) != getattr(b, key):
-                    return f"{b.name}'s {key}"
-        return None
-
     async def _reload_group(self, rt: GroupRuntime, cfg: GroupConfig) -> dict[str, list[str]]:
         loop = asyncio.get_running_loop()
         assert rt.datapath is not None
-        old, new = rt.cfg, cfg
-        old_members = [m.name for m in old.members]
+        new = cfg
+        changes = group_changes(rt.cfg, new)
         new_members = [m.name for m in new.members]
-        removed = [n for n in old_members if n not in new_members]
-        added = [n for n in new_members if n not in old_members]
-        for name in removed:
+        for name in changes.members_removed:
             self._drop_member(rt, name)
             await loop.run_in_executor(None, rt.isolation.remove_member, name)
-        for name in added:
+        for name in changes.members_added:
             await loop.run_in_executor(None, rt.isolation.add_member, name)
             self._open_member(rt, name, new.mac)
             info = rt.links[name] = await loop.run_in_executor(None, netlink.get_link, name)
@@ -682,12 +667,8 @@ class Daemon:
             self.members[name] = (rt, name)
             rt.control_stats[name] = dict.fromkeys(CONTROL_OUTCOMES, 0)
             rt.datapath.add_port(name, rt.sockets[name], rt.member_macs[name])
-        old_addrs = {str(a) for a in old.addresses}
-        new_addrs = {str(a) for a in new.addresses}
-        await loop.run_in_executor(
-            None, netlink.change_addresses, new.name,
-            [a for a in new.addresses if str(a) not in old_addrs],
-            [a for a in old.addresses if str(a) not in new_addrs])
+        await loop.run_in_executor(None, netlink.change_addresses, new.name,
+                                   changes.addresses_added, changes.addresses_removed)
         rt.cfg = new
         rt.addresses = [str(a) for a in new.addresses]
         rt.packed = {a.ip.packed: str(a) for a in new.addresses}
@@ -705,9 +686,7 @@ class Daemon:
             [(m.name, m.standby) for m in new.members], rt.addresses, new.failback,
             {m: rt.detector.healthy(m) for m in new_members}))
         self._feed(rt, outputs)
-        return {"members_added": added, "members_removed": removed,
-                "addresses_added": sorted(new_addrs - old_addrs),
-                "addresses_removed": sorted(old_addrs - new_addrs)}
+        return changes.summary()
 
     def _drop_member(self, rt: GroupRuntime, name: str) -> None:
         """Stop using a member a reload removed: its sockets, readers and maps."""
