@@ -47,6 +47,8 @@ _ARP_TPA = _L3 + 24
 _IP6_SRC = _L3 + 8
 _IP6_DST = _L3 + 24
 _ICMP6 = _L3 + 40
+#: Where the options start in each neighbour discovery message (RFC 4861 4.1-4.4).
+_ND_OPTIONS = {133: 8, 134: 16, 135: 24, 136: 24}
 #: How many distinct flows a member remembers for status before starting over.
 MAX_FLOWS = 65536
 
@@ -223,6 +225,7 @@ class Datapath:
         if self.tx_port is port:
             self.tx_port = None
         self.rx_ports = self.rx_ports - {port}
+        self.own_macs = frozenset([self.group_mac, *(p.mac for p in self.ports.values() if p.mac)])
         if self.spreading:
             self.set_spread(tuple(n for n in self.flow_table.members if n != name),
                             {ip: p.name for ip, p in self.host_ports.items() if p is not port})
@@ -450,8 +453,8 @@ class Datapath:
         """Pick the member for an NS/NA/RS from the host, and put its MAC in the
         link-layer address option, fixing the ICMPv6 checksum."""
         kind = buf[_ICMP6]
-        if kind == 136:  # NA: speaks for its target
-            key = bytes(buf[_ICMP6 + 8:_ICMP6 + 24])
+        if kind == 136:  # NA: speaks for its target (none in a truncated one)
+            key = bytes(buf[_ICMP6 + 8:_ICMP6 + 24]) if n >= _ICMP6 + 24 else b""
         else:  # NS, RS: for the source (the target of a DAD probe from ::)
             key = bytes(buf[_IP6_SRC:_IP6_SRC + 16])
             if key == bytes(16) and n >= _ICMP6 + 24:
@@ -459,7 +462,7 @@ class Datapath:
         port = self.host_ports.get(key, self.first_port)
         if port is None:
             return None
-        offset = _ICMP6 + (8 if kind == 133 else 24)
+        offset = _ICMP6 + _ND_OPTIONS[kind]
         while offset + 8 <= n:
             length = buf[offset + 1] * 8
             if length == 0:
