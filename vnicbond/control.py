@@ -126,6 +126,10 @@ class ControlServer:
         self._clients += 1
         try:
             if self._clients > MAX_CLIENTS:
+                # Take the request first (briefly), so the client reads the refusal rather
+                # than a broken pipe.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(reader.readline(), 1.0)
                 await self._reply(writer, {"ok": False, "error": "busy: too many connections"})
                 return
             if _peer_uid(writer) not in self._allowed:

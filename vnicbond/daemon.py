@@ -43,11 +43,7 @@ from vnicbond.reload import group_changes, needs_restart
 from vnicbond.system import netlink, privilege
 from vnicbond.system.isolation import Isolation, IsolationError, recover_stale
 from vnicbond.system.netlink import LinkInfo, LinkWatcher
-from vnicbond.system.packet import (
-    attach_control_filter,
-    open_control_socket,
-    open_member_socket,
-)
+from vnicbond.system.packet import ControlSockets, open_member_socket
 from vnicbond.system.tap import Tap
 from vnicbond.wire.announce import announcement
 
@@ -64,8 +60,8 @@ ANSWER_RATE = 100.0
 ANSWER_BURST = 20.0
 #: What became of a frame read from a member's control socket: a matched probe reply, an
 #: ARP/NDP question for the test address answered or refused by the rate limit, or nothing
-#: (malformed, forged, stale, or not ours).
-CONTROL_OUTCOMES = ("received", "replies", "answered", "rate_limited", "ignored")
+#: (malformed, forged, stale, or not ours); ``kernel``: dropped unread, the queue being full.
+CONTROL_OUTCOMES = ("received", "replies", "answered", "rate_limited", "ignored", "kernel")
 
 
 class Stop(BaseException):
@@ -108,7 +104,7 @@ class GroupRuntime:
         self.detector = Detector([(m, [str(t) for t in ts]) for m, ts in self.targets.items()],
                                  cfg.failure_detection_time_ms)
         self.prober: Prober | None = None
-        self.control: dict[str, socket.socket] = {}
+        self.control: dict[str, ControlSockets] = {}
         self.answer_limit = {m.name: TokenBucket(ANSWER_RATE, ANSWER_BURST) for m in cfg.members}
         self.timer: asyncio.TimerHandle | None = None
         self.deadline: float | None = None
@@ -131,8 +127,10 @@ class GroupRuntime:
 
     def close_sockets(self) -> None:
         """Close every member's sockets (teardown). Never raises."""
-        for sock in [*self.sockets.values(), *self.control.values()]:
+        for sock in self.sockets.values():
             sock.close()
+        for ctl in self.control.values():
+            ctl.close()
         self.sockets.clear()
         self.control.clear()
 
@@ -239,8 +237,7 @@ class Daemon:
             mac = self._open_member(rt, m.name)
             targets = rt.targets[m.name]
             if targets and m.test_address is not None:
-                ctl = open_control_socket(m.name, mac, _v4(m.test_address.ip))
-                rt.control[m.name] = ctl
+                rt.control[m.name] = ControlSockets(m.name, mac, m.test_address.ip.packed)
                 probing.append(ProbingMember(m.name, mac, m.test_address.ip, targets))
         if probing:
             rt.prober = Prober(cfg.probe.method, probing)
@@ -295,7 +292,8 @@ class Daemon:
                 links = {m: bool(info and info.up) for m, info in rt.links.items()}
                 self._apply(rt, rt.group.start(rt.detector.start(links, time.monotonic())))
                 for member, ctl in rt.control.items():
-                    loop.add_reader(ctl.fileno(), self._on_control, rt, member, ctl)
+                    for sock in ctl:
+                        loop.add_reader(sock.fileno(), self._on_control, rt, member, sock)
                 self._arm(rt)
             if self.config.metrics.listen is not None:
                 self._start_metrics(loop, self.config.metrics.listen)
@@ -315,7 +313,8 @@ class Daemon:
                 if rt.timer is not None:
                     rt.timer.cancel()
                 for ctl in rt.control.values():
-                    loop.remove_reader(ctl.fileno())
+                    for sock in ctl:
+                        loop.remove_reader(sock.fileno())
                 if rt.datapath is not None:
                     rt.datapath.stop()
             if self.server is not None:
@@ -380,7 +379,6 @@ class Daemon:
 
     def _close_member(self, rt: GroupRuntime, member: str) -> None:
         """Stop reading and close a member's sockets (its datapath port keeps its counters)."""
-        loop = asyncio.get_running_loop()
         if rt.datapath is not None:
             port = rt.datapath.ports.get(member)
             if port is not None:
@@ -389,10 +387,21 @@ class Daemon:
         sock = rt.sockets.pop(member, None)
         if sock is not None:
             sock.close()
+        self._close_control(rt, member)
+
+    def _close_control(self, rt: GroupRuntime, member: str) -> None:
         ctl = rt.control.pop(member, None)
         if ctl is not None:
-            loop.remove_reader(ctl.fileno())
+            loop = asyncio.get_running_loop()
+            for sock in ctl:
+                loop.remove_reader(sock.fileno())
+            self._count_control_kernel(rt, member, ctl)
             ctl.close()
+
+    @staticmethod
+    def _count_control_kernel(rt: GroupRuntime, member: str, ctl: ControlSockets) -> None:
+        counts = rt.control_stats.setdefault(member, dict.fromkeys(CONTROL_OUTCOMES, 0))
+        counts["kernel"] += ctl.kernel_drops()
 
     async def _nic_back(self, rt: GroupRuntime, member: str) -> None:
         """Take back a member whose name a new NIC took: isolate it, open its sockets, and
@@ -491,9 +500,10 @@ class Daemon:
         self._arm(rt)
 
     def _send_probe(self, rt: GroupRuntime, probe: SendProbe) -> None:
-        sock = rt.control.get(probe.member)
-        if sock is None or rt.prober is None:
+        ctl = rt.control.get(probe.member)
+        if ctl is None or rt.prober is None:
             return
+        sock = ctl.replies
         stats = next(t for t in rt.detector.targets(probe.member) if t.target == probe.target)
         for frame in rt.prober.probe(probe.member, probe.target, probe.seq,
                                      resolve=stats.lost_run >= RESOLVE_AFTER):
@@ -691,14 +701,11 @@ class Daemon:
     def _drop_member(self, rt: GroupRuntime, name: str) -> None:
         """Stop using a member a reload removed: its sockets, readers and maps."""
         assert rt.datapath is not None
-        loop = asyncio.get_running_loop()
         rt.datapath.remove_port(name)
-        for sockets in (rt.sockets, rt.control):
-            sock = sockets.pop(name, None)
-            if sock is not None:
-                if sockets is rt.control:
-                    loop.remove_reader(sock.fileno())
-                sock.close()
+        sock = rt.sockets.pop(name, None)
+        if sock is not None:
+            sock.close()
+        self._close_control(rt, name)
         rt.links.pop(name, None)
         self.members.pop(name, None)
         for table in (rt.answer_limit, rt.control_stats, rt.member_macs):
@@ -719,25 +726,24 @@ class Daemon:
             ctl = rt.control.get(m.name)
             if targets and test is not None:
                 if ctl is not None:  # the test address may have changed
-                    attach_control_filter(ctl, rt.member_macs[m.name], _v4(test.ip))
+                    ctl.refilter(rt.member_macs[m.name], test.ip.packed)
                 elif m.name in rt.sockets:  # not while its NIC is gone
                     try:
-                        ctl = open_control_socket(m.name, rt.member_macs[m.name], _v4(test.ip))
+                        ctl = ControlSockets(m.name, rt.member_macs[m.name], test.ip.packed)
                     except OSError as e:
-                        log.warning("%s: member %s: cannot open its probe socket: %s",
+                        log.warning("%s: member %s: cannot open its probe sockets: %s",
                                     rt.cfg.name, m.name, e.strerror or e)
                     else:
                         rt.control[m.name] = ctl
-                        loop.add_reader(ctl.fileno(), self._on_control, rt, m.name, ctl)
+                        for sock in ctl:
+                            loop.add_reader(sock.fileno(), self._on_control, rt, m.name, sock)
                 old = rt.prober.members.get(m.name) if rt.prober else None
                 member = ProbingMember(m.name, rt.member_macs[m.name], test.ip, targets)
                 if old is not None and old.test_ip == test.ip:
                     member.neighbors = old.neighbors
                 probing.append(member)
             elif ctl is not None:
-                loop.remove_reader(ctl.fileno())
-                ctl.close()
-                del rt.control[m.name]
+                self._close_control(rt, m.name)
         if not probing:
             rt.prober = None
         elif rt.prober is None:
@@ -766,6 +772,12 @@ class Daemon:
         self._apply(rt, rt.group.set_offline(name, offline))
         return {"member": name, "state": rt.group.member_state(name).value, "changed": True}
 
+    def _control_counts(self, rt: GroupRuntime, member: str) -> dict[str, int]:
+        ctl = rt.control.get(member)
+        if ctl is not None:
+            self._count_control_kernel(rt, member, ctl)
+        return dict(rt.control_stats.get(member) or dict.fromkeys(CONTROL_OUTCOMES, 0))
+
     def status(self) -> dict[str, Any]:
         """The status document (see the README for its fields)."""
         groups = []
@@ -788,7 +800,7 @@ class Daemon:
                     "flows": len(port.flows) if port else 0,
                     "flow_buckets": dp.flow_table.share().get(m.name, 0) if dp else 0,
                     "test_address": str(m.test_address) if m.test_address else None,
-                    "control": dict(rt.control_stats.get(m.name) or {}),
+                    "control": self._control_counts(rt, m.name),
                     **counters,
                 })
             hosts = rt.group.address_hosts()
@@ -814,11 +826,6 @@ class Daemon:
             })
         return {"pid": os.getpid(), "uptime_s": round(time.time() - self.started, 3),
                 "groups": groups}
-
-
-def _v4(ip: IPv4Address | IPv6Address) -> bytes | None:
-    """An IPv4 test address, packed, for the control socket's ARP filter."""
-    return ip.packed if ip.version == 4 else None
 
 
 def _mac_text(mac: bytes) -> str:

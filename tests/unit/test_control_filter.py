@@ -3,7 +3,7 @@ probe engine, and that floods at the test address do not."""
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP
@@ -59,32 +59,58 @@ def run_bpf(prog: list[tuple[int, int, int, int]], pkt: bytes) -> int:
             return 0
 
 
-def passes(pkt: object, test_ip: bytes | None = IPv4Address(TEST4).packed) -> bool:
-    return run_bpf(control_filter(bytes.fromhex(MAC.replace(":", "")), test_ip),
-                   bytes(pkt)) > 0
+TEST4_PACKED = IPv4Address(TEST4).packed
+TEST6_PACKED = IPv6Address(TEST6).packed
+MAC_BYTES = bytes.fromhex(MAC.replace(":", ""))
+
+
+def kinds(pkt: object, test_ip: bytes) -> set[str]:
+    """Which of the member's two control sockets ``pkt`` reaches."""
+    return {kind for kind in ("replies", "questions")
+            if run_bpf(control_filter(MAC_BYTES, test_ip, kind), bytes(pkt)) > 0}
 
 
 def test_offsets_are_forward_and_fit_a_byte() -> None:
-    for code, jt, jf, _k in control_filter(b"\x02" * 6, b"\xc6\x12\x00\x15"):
-        if code in (0x15, 0x45):
-            assert 0 <= jt < 256 and 0 <= jf < 256
+    for test_ip in (TEST4_PACKED, TEST6_PACKED):
+        for kind in ("replies", "questions"):
+            for code, jt, jf, _k in control_filter(MAC_BYTES, test_ip, kind):
+                if code in (0x15, 0x45):
+                    assert 0 <= jt < 256 and 0 <= jf < 256
 
 
-@pytest.mark.parametrize("pkt", [
+REPLIES = [
     Ether(dst=MAC) / IP(src="198.18.0.2", dst=TEST4) / ICMP(type=0),
     Ether(dst=MAC) / IP(src="198.18.0.2", dst=TEST4, options=b"\x01" * 8) / ICMP(type=0),
     Ether(dst=MAC) / ARP(op=2, psrc="198.18.0.2", pdst=TEST4),
-    Ether(dst=MAC) / ARP(op=1, psrc="198.18.0.2", pdst=TEST4),
-    Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, psrc="198.18.0.2", pdst=TEST4),
     Ether(dst=MAC) / IPv6(src="2001:db8::2", dst=TEST6) / ICMPv6EchoReply(),
     Ether(dst=MAC) / IPv6(src="2001:db8::2", dst=TEST6) / ICMPv6ND_NA(tgt="2001:db8::2"),
+]
+
+
+@pytest.mark.parametrize("pkt", REPLIES, ids=["echo reply", "echo reply, IP options",
+                                              "arp reply", "echo6 reply", "na"])
+@pytest.mark.parametrize("test_ip", [TEST4_PACKED, TEST6_PACKED], ids=["v4", "v6"])
+def test_replies_to_us_reach_the_replies_socket_only(pkt: object, test_ip: bytes) -> None:
+    assert kinds(pkt, test_ip) == {"replies"}
+
+
+@pytest.mark.parametrize("pkt", [
+    Ether(dst=MAC) / ARP(op=1, psrc="198.18.0.2", pdst=TEST4),
+    Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, psrc="198.18.0.2", pdst=TEST4),
+], ids=["unicast", "broadcast"])
+def test_arp_questions_for_the_ipv4_test_address_reach_the_questions_socket(pkt: object) -> None:
+    assert kinds(pkt, TEST4_PACKED) == {"questions"}
+    assert kinds(pkt, TEST6_PACKED) == set()  # an IPv6 test address answers no ARP
+
+
+@pytest.mark.parametrize("pkt", [
     Ether(dst=MAC) / IPv6(src="2001:db8::2", dst=TEST6) / ICMPv6ND_NS(tgt=TEST6),
     Ether(dst="33:33:ff:00:00:21") / IPv6(src="2001:db8::2", dst="ff02::1:ff00:21")
     / ICMPv6ND_NS(tgt=TEST6),
-], ids=["echo reply", "echo reply, IP options", "arp reply", "unicast arp request",
-        "broadcast arp for us", "echo6 reply", "na", "unicast ns", "multicast ns"])
-def test_what_the_probe_engine_needs_passes(pkt: object) -> None:
-    assert passes(pkt)
+], ids=["unicast", "multicast"])
+def test_solicitations_for_the_ipv6_test_address_reach_the_questions_socket(pkt: object) -> None:
+    assert kinds(pkt, TEST6_PACKED) == {"questions"}
+    assert kinds(pkt, TEST4_PACKED) == set()
 
 
 @pytest.mark.parametrize("pkt", [
@@ -101,15 +127,18 @@ def test_what_the_probe_engine_needs_passes(pkt: object) -> None:
     Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(op=2, psrc="198.18.0.2", pdst=TEST4),  # gratuitous
     Ether(dst="ff:ff:ff:ff:ff:ff") / IP(dst="198.18.0.255") / UDP(),
     Ether(dst="33:33:00:00:00:01") / IPv6(dst="ff02::1") / ICMPv6ND_NA(tgt="2001:db8::2"),
+    Ether(dst="33:33:ff:00:00:99") / IPv6(dst="ff02::1:ff00:99") / ICMPv6ND_NS(tgt="2001:db8::99"),
     Ether(dst=MAC, type=0x0800) / b"\x45",  # truncated
     Ether(dst=MAC, type=0x86DD) / b"\x60\x00",
+    Ether(dst=MAC, type=0x0806) / b"\x00\x01",
 ], ids=["data", "other mac", "echo request", "icmp error", "tcp", "udp", "echo6 request",
         "icmp6 error", "udp6", "broadcast arp for another", "gratuitous arp", "broadcast ip",
-        "multicast na", "truncated ipv4", "truncated ipv6"])
-def test_the_rest_is_dropped_in_the_kernel(pkt: object) -> None:
-    assert not passes(pkt)
+        "multicast na", "ns for another", "truncated ipv4", "truncated ipv6", "truncated arp"])
+@pytest.mark.parametrize("test_ip", [TEST4_PACKED, TEST6_PACKED], ids=["v4", "v6"])
+def test_the_rest_is_dropped_in_the_kernel(pkt: object, test_ip: bytes) -> None:
+    assert kinds(pkt, test_ip) == set()
 
 
-def test_without_an_ipv4_test_address_every_broadcast_arp_passes() -> None:
-    assert passes(Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, pdst="198.18.0.99"), test_ip=None)
-
+def test_an_unknown_kind_is_refused() -> None:
+    with pytest.raises(ValueError, match="kind 'both'"):
+        control_filter(MAC_BYTES, TEST4_PACKED, "both")

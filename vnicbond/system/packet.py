@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import socket
 import struct
+from collections.abc import Iterator
 
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
@@ -23,9 +24,14 @@ PACKET_VNET_HDR = 15
 PACKET_IGNORE_OUTGOING = 23
 ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26
+SO_SNDBUFFORCE = 32
+SO_RCVBUFFORCE = 33
+PACKET_STATISTICS = 6
 
-#: Socket buffers sized for bursts of 64 KiB super-frames.
+#: Data socket buffers sized for bursts of 64 KiB super-frames (and floods).
 SOCKET_BUFFER = 4 * 1024 * 1024
+#: Control socket buffers: thousands of small frames queue before the kernel drops any.
+CONTROL_BUFFER = 1024 * 1024
 
 
 def _membership(ifindex: int, kind: int, addr: bytes = b"") -> bytes:
@@ -39,8 +45,7 @@ def open_member_socket(ifname: str, group_mac: bytes) -> socket.socket:
     try:
         sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
         sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+        _set_buffers(sock, SOCKET_BUFFER)
         sock.bind((ifname, ETH_P_ALL))
         ifindex = socket.if_nametoindex(ifname)
         sock.setsockopt(
@@ -62,19 +67,17 @@ _JEQ, _JSET, _RET = 0x15, 0x45, 0x06
 _JUMPS = (_JEQ, _JSET)
 
 
-def control_filter(member_mac: bytes, test_ip: bytes | None = None
+def control_filter(member_mac: bytes, test_ip: bytes, kind: str
                    ) -> list[tuple[int, int, int, int]]:
-    """A BPF program passing only what the probe engine reads on a member.
+    """A BPF program passing one member's control socket only what the prober reads.
 
-    Unicast to the member's own MAC: ARP, ICMP echo replies, ICMPv6 echo replies and
-    neighbour solicitations/advertisements. Broadcast ARP only if it asks for the test address
-    (``test_ip``, packed IPv4; any, without one), and multicast neighbour solicitations. Bulk
-    traffic for the group's MAC, and floods of anything else at the test address (TCP, UDP,
-    echo requests, ICMP errors), never reach the control socket, so they cost no Python time
-    and cannot crowd out a probe reply.
+    ``kind`` ``"replies"``: unicast for the member's own MAC that answers something we sent:
+    ARP replies, ICMP and ICMPv6 echo replies, neighbour advertisements. ``"questions"``: ARP
+    requests for the IPv4 test address ``test_ip``, or neighbour solicitations for the IPv6
+    one, unicast or not. Two sockets, two queues: a flood of questions (which anyone may send)
+    cannot crowd out a probe reply. Bulk traffic and anything else aimed at the test address
+    (TCP, UDP, echo requests, ICMP errors, other hosts' ARP) never leaves the kernel.
     """
-    hi = int.from_bytes(member_mac[:4], "big")
-    lo = int.from_bytes(member_mac[4:], "big")
     L: dict[str, int] = {}
     prog: list[tuple[int, object, object, int]] = []
 
@@ -84,56 +87,68 @@ def control_filter(member_mac: bytes, test_ip: bytes | None = None
     def op(code: int, k: int = 0, jt: object = 0, jf: object = 0) -> None:
         prog.append((code, jt, jf, k))
 
-    op(_LDB, 0)                          # first byte of the destination MAC
-    op(_JSET, 1, "multicast", "ucast")   # group bit
-    at("ucast")
-    op(_LDW, 0)
-    op(_JEQ, hi, "lo", "drop")
-    at("lo")
-    op(_LDH, 4)
-    op(_JEQ, lo, "type", "drop")
-    at("type")
-    op(_LDH, 12)
-    op(_JEQ, 0x0806, "accept", "not_arp")
-    at("not_arp")
-    op(_JEQ, 0x0800, "v4", "not_v4")
-    at("not_v4")
-    op(_JEQ, 0x86DD, "v6", "drop")
-    at("v4")
-    op(_LDB, 23)                         # IPv4 protocol
-    op(_JEQ, 1, "icmp", "drop")
-    at("icmp")
-    op(_LDXMSH, 14)                      # X = IPv4 header length
-    op(_LDBI, 14)                        # ICMP type
-    op(_JEQ, 0, "accept", "drop")        # echo reply
-    at("v6")
-    op(_LDB, 20)                         # IPv6 next header
-    op(_JEQ, 58, "v6type", "drop")
-    at("v6type")
-    op(_LDB, 54)                         # ICMPv6 type
-    op(_JEQ, 129, "accept", "ns")        # echo reply
-    at("ns")
-    op(_JEQ, 135, "accept", "na")
-    at("na")
-    op(_JEQ, 136, "accept", "drop")
-    at("multicast")
-    op(_LDH, 12)
-    op(_JEQ, 0x0806, "arp_op" if test_ip else "accept", "m_v6")
-    at("m_v6")
-    op(_JEQ, 0x86DD, "m_nh", "drop")
-    at("m_nh")
-    op(_LDB, 20)
-    op(_JEQ, 58, "m_type", "drop")
-    at("m_type")
-    op(_LDB, 54)
-    op(_JEQ, 135, "accept", "drop")      # neighbour solicitation (for the test address)
-    if test_ip:
-        at("arp_op")
-        op(_LDH, 20)                     # ARP operation
-        op(_JEQ, 1, "arp_tpa", "drop")
-        at("arp_tpa")
-        op(_LDW, 38)                     # target protocol address
-        op(_JEQ, int.from_bytes(test_ip, "big"), "accept", "drop")
+    def words(offset: int, data: bytes, last: str) -> None:
+        """Jump to ``last`` if the bytes at ``offset`` are ``data``, else drop."""
+        chunks = [data[i:i + 4] for i in range(0, len(data), 4)]
+        for i, chunk in enumerate(chunks):
+            op(_LDW, offset + 4 * i)
+            nxt = last if i == len(chunks) - 1 else f"w{offset}_{i + 1}"
+            op(_JEQ, int.from_bytes(chunk, "big"), nxt, "drop")
+            if i < len(chunks) - 1:
+                at(nxt)
+
+    if kind == "replies":
+        op(_LDW, 0)                              # destination MAC, bytes 0-3
+        op(_JEQ, int.from_bytes(member_mac[:4], "big"), "lo", "drop")
+        at("lo")
+        op(_LDH, 4)
+        op(_JEQ, int.from_bytes(member_mac[4:], "big"), "type", "drop")
+        at("type")
+        op(_LDH, 12)
+        op(_JEQ, 0x0806, "arp", "not_arp")
+        at("not_arp")
+        op(_JEQ, 0x0800, "v4", "not_v4")
+        at("not_v4")
+        op(_JEQ, 0x86DD, "v6", "drop")
+        at("arp")
+        op(_LDH, 20)                             # ARP operation
+        op(_JEQ, 2, "accept", "drop")
+        at("v4")
+        op(_LDB, 23)                             # IPv4 protocol
+        op(_JEQ, 1, "icmp", "drop")
+        at("icmp")
+        op(_LDXMSH, 14)                          # X = IPv4 header length
+        op(_LDBI, 14)                            # ICMP type
+        op(_JEQ, 0, "accept", "drop")            # echo reply
+        at("v6")
+        op(_LDB, 20)                             # IPv6 next header
+        op(_JEQ, 58, "v6type", "drop")
+        at("v6type")
+        op(_LDB, 54)                             # ICMPv6 type
+        op(_JEQ, 129, "accept", "na")            # echo reply
+        at("na")
+        op(_JEQ, 136, "accept", "drop")
+    elif kind == "questions" and len(test_ip) == 4:
+        op(_LDH, 12)
+        op(_JEQ, 0x0806, "op", "drop")
+        at("op")
+        op(_LDH, 20)                             # ARP operation
+        op(_JEQ, 1, "tpa", "drop")
+        at("tpa")
+        words(38, test_ip, "accept")             # target protocol address
+    elif kind == "questions" and len(test_ip) == 16:
+        op(_LDH, 12)
+        op(_JEQ, 0x86DD, "nh", "drop")
+        at("nh")
+        op(_LDB, 20)
+        op(_JEQ, 58, "v6type", "drop")
+        at("v6type")
+        op(_LDB, 54)
+        op(_JEQ, 135, "target", "drop")          # neighbour solicitation
+        at("target")
+        words(62, test_ip, "accept")             # its target address
+    else:
+        raise ValueError(f"no control filter of kind {kind!r} for a {len(test_ip)}-byte address")
     at("accept")
     op(_RET, 0x40000)
     at("drop")
@@ -143,25 +158,76 @@ def control_filter(member_mac: bytes, test_ip: bytes | None = None
             for i, (code, jt, jf, k) in enumerate(prog)]  # type: ignore[index]
 
 
-def attach_control_filter(sock: socket.socket, member_mac: bytes,
-                          test_ip: bytes | None = None) -> None:
+def attach_control_filter(sock: socket.socket, member_mac: bytes, test_ip: bytes,
+                          kind: str) -> None:
     """(Re)attach :func:`control_filter` to ``sock`` (a reload may change the test address)."""
-    prog = b"".join(struct.pack("HBBI", *insn) for insn in control_filter(member_mac, test_ip))
+    prog = b"".join(struct.pack("HBBI", *insn)
+                    for insn in control_filter(member_mac, test_ip, kind))
     buf = ctypes.create_string_buffer(prog)
     fprog = struct.pack("HL", len(prog) // 8, ctypes.addressof(buf))
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
-def open_control_socket(ifname: str, member_mac: bytes,
-                        test_ip: bytes | None = None) -> socket.socket:
-    """A non-blocking packet socket on ``ifname`` for probes and the test address's ARP/NDP."""
+def _set_buffers(sock: socket.socket, size: int) -> None:
+    """Ask for ``size``-byte socket buffers, past ``net.core.rmem_max``/``wmem_max`` where
+    CAP_NET_ADMIN allows (the ``*FORCE`` options), else as much as the limits give."""
+    for force, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, size)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, plain, size)
+
+
+def kernel_drops(sock: socket.socket) -> int:
+    """Frames the kernel dropped for ``sock`` since the last call (its buffer was full)."""
+    try:
+        _packets, dropped = struct.unpack("II", sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+    except OSError:
+        return 0
+    return int(dropped)
+
+
+def _control_socket(ifname: str, member_mac: bytes, test_ip: bytes, kind: str
+                    ) -> socket.socket:
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     try:
-        attach_control_filter(sock, member_mac, test_ip)
+        attach_control_filter(sock, member_mac, test_ip, kind)  # before bind: nothing slips in
         sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        _set_buffers(sock, CONTROL_BUFFER)
         sock.bind((ifname, ETH_P_ALL))
         sock.setblocking(False)
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+class ControlSockets:
+    """One probing member's control sockets: ``replies`` (to our probes and resolutions;
+    probes are sent through it) and ``questions`` (ARP/NDP for the test address; answers are
+    sent through it)."""
+
+    def __init__(self, ifname: str, member_mac: bytes, test_ip: bytes) -> None:
+        self.replies = _control_socket(ifname, member_mac, test_ip, "replies")
+        try:
+            self.questions = _control_socket(ifname, member_mac, test_ip, "questions")
+        except BaseException:
+            self.replies.close()
+            raise
+
+    def __iter__(self) -> Iterator[socket.socket]:
+        return iter((self.replies, self.questions))
+
+    def refilter(self, member_mac: bytes, test_ip: bytes) -> None:
+        """A reload changed the test address."""
+        attach_control_filter(self.replies, member_mac, test_ip, "replies")
+        attach_control_filter(self.questions, member_mac, test_ip, "questions")
+
+    def kernel_drops(self) -> int:
+        """Frames the kernel dropped on either socket since the last call."""
+        return kernel_drops(self.replies) + kernel_drops(self.questions)
+
+    def close(self) -> None:
+        """Close both sockets."""
+        self.replies.close()
+        self.questions.close()
