@@ -6,6 +6,11 @@ MACs learned from ARP and NDP, the daemon's random token) and nothing about heal
 :meth:`Prober.probe` returns the frames to send, :meth:`Prober.receive` the replies it matched
 and the answers to send back (ARP replies and neighbour advertisements for test addresses).
 
+A target's MAC is learned from the answer to our own ARP request or neighbour solicitation
+(sent while the MAC is unknown, and again after losses), from a matched echo reply, or, while
+still unknown, from the target's own question for our test address; unsolicited replies and
+advertisements, which anyone on the link can forge, never change it.
+
 A reply counts only if it matches what was sent: it comes from the target, is addressed to
 the member's own MAC and test address, and for ICMP carries our identifier and, at the start
 of its payload, the daemon's random token and the probe's sequence number. Broadcasts from
@@ -37,6 +42,9 @@ class ProbingMember:
     neighbors: dict[IPv4Address | IPv6Address, bytes] = field(default_factory=dict)
     #: For ARP probes, which carry no sequence number: the last one sent to each target.
     last_seq: dict[IPv4Address | IPv6Address, int] = field(default_factory=dict)
+    #: Targets we sent an ARP request or neighbour solicitation to and got no answer from yet:
+    #: only an answer to such a question may teach (or change) a target's MAC.
+    resolving: set[IPv4Address | IPv6Address] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +118,7 @@ class Prober:
         mac = m.neighbors.get(ip)
         if mac is None or resolve:
             frames.append(self._resolve(m, ip))
+            m.resolving.add(ip)
         if mac is not None:
             payload = self.token + struct.pack("!H", seq)
             frames.append(wire.icmp_echo_request(m.mac, mac, m.test_ip, ip, self.ident, seq,
@@ -136,14 +145,16 @@ class Prober:
             if pkt.target_ip == m.test_ip and isinstance(m.test_ip, IPv6Address):
                 if pkt.src_ip.is_unspecified:
                     return NOTHING  # duplicate address detection: not a question to answer
-                if pkt.src_ip in m.targets and pkt.source_lladdr:  # a question to us only
+                if (pkt.src_ip in m.targets and pkt.source_lladdr
+                        and pkt.src_ip not in m.neighbors):  # a question to us, first only
                     m.neighbors[pkt.src_ip] = pkt.source_lladdr
                 dst_mac = pkt.source_lladdr or pkt.src_mac
                 answers = (wire.neighbor_advertisement(m.mac, m.test_ip, dst_mac, pkt.src_ip),)
             return Received(answers=answers)
         if (isinstance(pkt, wire.NeighborAdvertisement) and pkt.dst_mac == m.mac
-                and pkt.target_ip in m.targets and pkt.target_lladdr):
-            m.neighbors[pkt.target_ip] = pkt.target_lladdr
+                and pkt.target_ip in m.resolving and pkt.target_lladdr):
+            m.neighbors[pkt.target_ip] = pkt.target_lladdr  # the answer to our question
+            m.resolving.discard(pkt.target_ip)
         return NOTHING
 
     def _arp(self, m: ProbingMember, pkt: wire.Arp) -> Received:
@@ -153,8 +164,8 @@ class Prober:
             # Only a question to us teaches us the asker's MAC (as Linux does): a broadcast
             # request naming a target as sender, from anyone, must not redirect our probes.
             if pkt.target_ip == m.test_ip and pkt.sender_ip != m.test_ip:
-                if pkt.sender_ip in m.targets:
-                    m.neighbors[pkt.sender_ip] = pkt.sender_mac
+                if pkt.sender_ip in m.targets and pkt.sender_ip not in m.neighbors:
+                    m.neighbors[pkt.sender_ip] = pkt.sender_mac  # a first question to us
                 return Received(answers=(
                     wire.arp_reply(m.mac, m.test_ip, pkt.sender_mac, pkt.sender_ip),))
             return NOTHING
@@ -162,7 +173,9 @@ class Prober:
         if (pkt.dst_mac != m.mac or pkt.target_mac != m.mac or pkt.target_ip != m.test_ip
                 or pkt.sender_ip not in m.targets):
             return NOTHING
-        m.neighbors[pkt.sender_ip] = pkt.sender_mac
+        if pkt.sender_ip in m.resolving:  # the answer to our question; others teach nothing
+            m.neighbors[pkt.sender_ip] = pkt.sender_mac
+            m.resolving.discard(pkt.sender_ip)
         if self.method == ARP and pkt.sender_ip in m.last_seq:
             return Received(replies=((str(pkt.sender_ip), m.last_seq.pop(pkt.sender_ip)),))
         return NOTHING

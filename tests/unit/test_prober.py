@@ -180,8 +180,10 @@ def na_frame(*, target: IPv6Address = TARGET6, lladdr: bytes = TARGET_MAC,
 
 
 def learn(prober: Prober, family: int, member: str = "a", mac: bytes = TARGET_MAC) -> None:
-    """Teach ``member`` the target's MAC the way the wire does: ARP reply or NA to the member."""
+    """Teach ``member`` the target's MAC the way the wire does: the target's ARP reply or NA
+    answering the member's question (which the member asked when it first probed)."""
     m = prober.members[member]
+    m.resolving.add(FAMILIES[family]["target"])
     if family == 4:
         assert isinstance(m.test_ip, IPv4Address)
         frame = target_arp_reply(hwsrc=mac, eth_dst=m.mac, hwdst=m.mac, pdst=m.test_ip)
@@ -959,3 +961,59 @@ def test_token_bucket_allows_a_burst_then_the_rate() -> None:
     assert bucket.dropped == 30
     assert sum(bucket.take(0.1) for _ in range(50)) == 10  # 100/s for 0.1 s
     assert sum(bucket.take(10.0) for _ in range(50)) == 20  # refills only up to the burst
+
+
+# -- 6. forged answers cannot re-point probes ----------------------------------------------------
+
+
+def _answer(prober: Prober, family: int, mac: bytes) -> bytes:
+    m = prober.members["a"]
+    if family == 4:
+        return target_arp_reply(hwsrc=mac, eth_dst=m.mac, hwdst=m.mac, pdst=m.test_ip)
+    return na_frame(lladdr=mac, eth_dst=m.mac, dst=m.test_ip)
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_an_unsolicited_answer_does_not_change_a_learned_mac(family: int) -> None:
+    """Anyone on the link can send us an ARP reply or NA naming the target: only the answer
+    to a question we asked counts, so a forger cannot blackhole the probes."""
+    prober = make(ICMP_METHOD, family)
+    target = str(FAMILIES[family]["target"])
+    learn(prober, family)
+    for _ in range(3):
+        prober.receive("a", _answer(prober, family, EVIL_MAC))
+    (frame,) = prober.probe("a", target, 7)
+    check_echo_request(frame, family, seq=7, dst_mac=TARGET_MAC)
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_the_answer_to_our_question_teaches_once(family: int) -> None:
+    prober = make(ICMP_METHOD, family)
+    target = str(FAMILIES[family]["target"])
+    (question,) = prober.probe("a", target, 1)  # MAC unknown: only the question goes out
+    assert is_resolve(question)
+    prober.receive("a", _answer(prober, family, TARGET_MAC_2))
+    prober.receive("a", _answer(prober, family, EVIL_MAC))  # a second answer: too late
+    (frame,) = prober.probe("a", target, 2)
+    check_echo_request(frame, family, seq=2, dst_mac=TARGET_MAC_2)
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_after_losses_a_new_question_lets_a_moved_target_be_learned(family: int) -> None:
+    prober = make(ICMP_METHOD, family)
+    target = str(FAMILIES[family]["target"])
+    learn(prober, family)
+    frames = prober.probe("a", target, 5, resolve=True)
+    assert len(frames) == 2 and is_resolve(frames[0])
+    prober.receive("a", _answer(prober, family, TARGET_MAC_2))
+    (frame,) = prober.probe("a", target, 6)
+    check_echo_request(frame, family, seq=6, dst_mac=TARGET_MAC_2)
+
+
+def test_a_question_from_the_target_teaches_only_while_its_mac_is_unknown() -> None:
+    prober = make(ICMP_METHOD, 4)
+    learn(prober, 4)
+    forged = arp_request_frame(sender_mac=EVIL_MAC, sender_ip=TARGET4, target_ip=TEST4_A)
+    assert len(prober.receive("a", forged).answers) == 1  # still answered (rate-limited)
+    (frame,) = prober.probe("a", str(TARGET4), 3)
+    check_echo_request(frame, 4, seq=3, dst_mac=TARGET_MAC)
