@@ -32,6 +32,8 @@ from vnicbond.wire.vnet import GSO_UDP_L4, VNET_HDR_LEN, ZERO_VNET_HDR
 BATCH = 64
 #: Room for a 64 KiB GSO super-frame, its Ethernet header and the virtio-net header.
 BUFFER_SIZE = 10 + 14 + 65535 + 64
+#: The smallest segment size :func:`wire_packets` believes.
+MIN_SEGMENT = 64
 _MSG_TRUNC = socket.MSG_TRUNC  # recv returns the frame's real length, so a cut is seen
 
 #: Offsets of the destination and source MAC behind the virtio-net header.
@@ -163,6 +165,9 @@ def wire_packets(buf: bytearray | bytes, n: int) -> int:
     gso_size = buf[4] | (buf[5] << 8)
     if gso_size == 0:
         return 1
+    # A header from the wire can claim any segment size; no real one is this small (Linux's
+    # TCP never goes below 88), so a lying header cannot inflate the counters a thousandfold.
+    gso_size = max(gso_size, MIN_SEGMENT)
     header = buf[2] | (buf[3] << 8)
     if buf[0] & 1:  # NEEDS_CSUM: csum_start is where the transport header begins
         l4 = buf[6] | (buf[7] << 8)

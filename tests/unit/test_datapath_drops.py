@@ -34,6 +34,7 @@ import pytest
 from vnicbond.datapath import (
     BATCH,
     BUFFER_SIZE,
+    MIN_SEGMENT,
     RX_REASONS,
     TAP_REASONS,
     TX_REASONS,
@@ -764,9 +765,11 @@ def test_wire_packets_survives_any_header() -> None:
 
 
 def test_wire_packets_of_a_gso_frame_with_a_zero_or_huge_gso_size() -> None:
-    """gso_size 0 cannot divide anything (one packet); a gso_size above the payload is one."""
+    """gso_size 0 cannot divide anything (one packet); a gso_size above the payload is one;
+    an absurdly small one (a lying header from the wire) counts as MIN_SEGMENT bytes."""
     body = bytes(3000)
-    for gso_size, want in ((0, 1), (0xFFFF, 1), (1, 3000 - 54)):
+    for gso_size, want in ((0, 1), (0xFFFF, 1), (1, -(-(3000 - 54) // MIN_SEGMENT)),
+                           (MIN_SEGMENT - 1, -(-(3000 - 54) // MIN_SEGMENT)), (1448, 3)):
         hdr = vnet(F_NEEDS_CSUM, GSO_TCPV4, 54, gso_size, 34, 16)
         buf = bytearray(hdr + body)
         buf[VNET_HDR_LEN + 34 + 12] = 5 << 4  # a 20-byte TCP header
