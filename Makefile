@@ -9,4 +9,4 @@ test:
 bench: setup
 	.venv/bin/python tools/bench
 lint: setup
-	.venv/bin/ruff check vnicbond tests tools/bench
+	.venv/bin/ruff check vnicbond tests tools/bench tools/fuzz tools/soak
