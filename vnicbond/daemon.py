@@ -124,6 +124,14 @@ class GroupRuntime:
         self.control_stats = {m.name: dict.fromkeys(CONTROL_OUTCOMES, 0) for m in cfg.members}
         #: Members whose name a new NIC took and that are being taken back.
         self.attaching: set[str] = set()
+        #: Isolation changes run in worker threads, one at a time and in the order asked
+        #: (a NIC's release must not land after its successor's adoption).
+        self.isolating = asyncio.Lock()
+
+    async def isolate(self, fn: Callable[..., None], *args: str | None) -> None:
+        """Run one isolation change off the event loop, after those asked for before it."""
+        async with self.isolating:
+            await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
     def close_sockets(self) -> None:
         """Close every member's sockets (teardown). Never raises."""
@@ -374,8 +382,7 @@ class Daemon:
         rt.links[member] = None
         self._close_member(rt, member)
         self._feed(rt, rt.detector.link(member, False, time.monotonic()))
-        loop = asyncio.get_running_loop()
-        self._spawn(loop.run_in_executor(None, rt.isolation.release, member, now_called))
+        self._spawn(rt.isolate(rt.isolation.release, member, now_called))
 
     def _close_member(self, rt: GroupRuntime, member: str) -> None:
         """Stop reading and close a member's sockets (its datapath port keeps its counters)."""
@@ -409,7 +416,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         rt.attaching.add(member)
         try:
-            await loop.run_in_executor(None, rt.isolation.adopt, member)
+            await rt.isolate(rt.isolation.adopt, member)
             info = await loop.run_in_executor(None, netlink.get_link, member)
             if info is None or member not in self.members:
                 raise IsolationError("it went away again")
@@ -667,9 +674,9 @@ class Daemon:
         new_members = [m.name for m in new.members]
         for name in changes.members_removed:
             self._drop_member(rt, name)
-            await loop.run_in_executor(None, rt.isolation.remove_member, name)
+            await rt.isolate(rt.isolation.remove_member, name)
         for name in changes.members_added:
-            await loop.run_in_executor(None, rt.isolation.add_member, name)
+            await rt.isolate(rt.isolation.add_member, name)
             self._open_member(rt, name, new.mac)
             info = rt.links[name] = await loop.run_in_executor(None, netlink.get_link, name)
             if info is not None:
@@ -740,7 +747,9 @@ class Daemon:
                 old = rt.prober.members.get(m.name) if rt.prober else None
                 member = ProbingMember(m.name, rt.member_macs[m.name], test.ip, targets)
                 if old is not None and old.test_ip == test.ip:
-                    member.neighbors = old.neighbors
+                    member.neighbors = old.neighbors  # and what it was waiting for
+                    member.resolving = old.resolving
+                    member.last_seq = old.last_seq
                 probing.append(member)
             elif ctl is not None:
                 self._close_control(rt, m.name)
