@@ -72,14 +72,15 @@ class Bond:
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self, wait: bool = True, wrap: tuple[str, ...] = (),
-              extra: tuple[str, ...] = ()) -> Bond:
+              extra: tuple[str, ...] = (), python: tuple[str, ...] = ()) -> Bond:
         """Start the daemon; with ``wait``, return once it answers status.
 
         ``wrap`` goes before the command (it must exec it, so the PID stays the daemon's),
-        ``extra`` after it (e.g. ``--user``).
+        ``extra`` after it (e.g. ``--user``); ``python`` replaces this interpreter.
         """
         log = open(self.log, "a")  # noqa: SIM115 - the daemon holds it until it exits
-        self.proc = self.lab.popen(self.lab.host, *wrap, sys.executable, "-m", "vnicbond",
+        python = python or (sys.executable,)
+        self.proc = self.lab.popen(self.lab.host, *wrap, *python, "-m", "vnicbond",
                                    "run", "-c", str(self.path), *extra, stdout=log,
                                    stderr=subprocess.STDOUT)
         log.close()

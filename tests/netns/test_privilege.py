@@ -5,15 +5,21 @@ with ``AmbientCapabilities=``, here ``setpriv``), and refuses to start without t
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import sysconfig
+import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
+import vnicbond
 from tests.netns.conftest import ping_result, ping_stream, wait_ping
 from vnicbond.lab import DATA_V4
 
@@ -32,20 +38,52 @@ def _setpriv(*caps: str) -> tuple[str, ...]:
     return tuple(args)
 
 
+#: The daemon's runtime dependencies, as packages in the virtualenv.
+RUNTIME = ("pyroute2", "pytun_pmd3", "scapy", "uvloop", "yaml", "_yaml", "prometheus_client")
+
+
+@pytest.fixture(scope="session")
+def anyones_python() -> Iterator[tuple[str, ...]]:
+    """A command prefix running this checkout's daemon with a copy of its code and runtime
+    dependencies that any user can read, by the system interpreter the virtualenv was built
+    on: the checkout itself may lie under a directory other users cannot enter (a CI clone
+    in a 0700 temporary directory, say)."""
+    root = Path(tempfile.mkdtemp(prefix="vb-py-", dir="/tmp"))
+    try:
+        site = Path(sysconfig.get_paths()["purelib"])
+        for name in RUNTIME:
+            if (site / name).exists():
+                shutil.copytree(site / name, root / name)
+        shutil.copytree(Path(vnicbond.__file__).parent, root / "vnicbond",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        for path in [root, *root.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        prefix = ("env", f"PYTHONPATH={root}", os.path.realpath(sys.executable))
+        probe = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
+                                "--clear-groups", *prefix, "-c", "import vnicbond.daemon"],
+                               capture_output=True, text=True, cwd="/")
+        assert probe.returncode == 0, f"uid {NOBODY} cannot run the copy: {probe.stderr}"
+        yield prefix
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Unprivileged:
+    """Where an unprivileged daemon keeps its socket, and how to start its Python."""
+
+    run_dir: Path
+    python: tuple[str, ...]
+
+
 @pytest.fixture
-def unprivileged(workdir: Path) -> Path:
+def unprivileged(workdir: Path, anyones_python: tuple[str, ...]) -> Unprivileged:
     """The workdir readable by uid 65534, with a control-socket directory it owns."""
     os.chmod(workdir, 0o755)
     run_dir = workdir / "run"
     run_dir.mkdir()
     os.chown(run_dir, NOBODY, NOBODY)
-    probe = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
-                            "--clear-groups", sys.executable, "-c", "import vnicbond.daemon"],
-                           capture_output=True, text=True, cwd="/")
-    assert probe.returncode == 0, (
-        f"uid {NOBODY} cannot run this checkout's Python (tools/setup builds .venv on the "
-        f"system's Python; the checkout's directories must be world-readable): {probe.stderr}")
-    return run_dir
+    return Unprivileged(run_dir, anyones_python)
 
 
 @pytest.fixture
@@ -59,10 +97,10 @@ def tun_for_all(workdir: Path) -> tuple[str, ...]:
     return ("sh", "-c", f'mount --bind {node} /dev/net/tun && exec "$@"', "sh")
 
 
-def _bond(lab, make_bond, run_dir: Path):
-    """A daemon (not started) whose control socket lives in ``run_dir``."""
+def _bond(lab, make_bond, unprivileged: Unprivileged):
+    """A daemon (not started) whose control socket lives in the unprivileged run dir."""
     bond = make_bond(lab, start=False)
-    bond.socket = str(run_dir / "ctl.sock")
+    bond.socket = str(unprivileged.run_dir / "ctl.sock")
     bond.config["control"]["socket"] = bond.socket
     bond.path.write_text(yaml.safe_dump(bond.config))
     return bond
@@ -99,7 +137,7 @@ def _left_clean(lab) -> None:
 
 def test_run_user_drops_to_two_capabilities_and_fails_over(lab, make_bond, unprivileged):
     bond = _bond(lab, make_bond, unprivileged)
-    bond.start(extra=("--user", "nobody"))
+    bond.start(extra=("--user", "nobody"), python=unprivileged.python)
     caps = _caps(bond.daemon_pid())
     assert caps["Uid"] == NOBODY
     assert caps["CapEff"] == caps["CapPrm"] == caps["CapAmb"] == caps["CapBnd"] == TWO_CAPS
@@ -113,7 +151,7 @@ def test_run_user_drops_to_two_capabilities_and_fails_over(lab, make_bond, unpri
 def test_started_unprivileged_with_ambient_capabilities_fails_over(lab, make_bond, unprivileged,
                                                                    tun_for_all):
     bond = _bond(lab, make_bond, unprivileged)
-    bond.start(wrap=(*tun_for_all, *_setpriv("net_admin", "net_raw")))
+    bond.start(wrap=(*tun_for_all, *_setpriv("net_admin", "net_raw")), python=unprivileged.python)
     caps = _caps(bond.daemon_pid())
     assert caps["Uid"] == NOBODY and caps["CapEff"] == TWO_CAPS
     _basic_failover(lab, bond)
@@ -129,7 +167,7 @@ def test_started_unprivileged_with_ambient_capabilities_fails_over(lab, make_bon
 def test_refuses_to_start_without_the_capabilities(lab, make_bond, unprivileged, tun_for_all,
                                                    caps, lacking):
     bond = _bond(lab, make_bond, unprivileged)
-    bond.start(wait=False, wrap=(*tun_for_all, *_setpriv(*caps)))
+    bond.start(wait=False, wrap=(*tun_for_all, *_setpriv(*caps)), python=unprivileged.python)
     assert bond.proc is not None
     assert bond.proc.wait(20) == 1
     errors = [line for line in bond.logs().splitlines() if line.startswith("vnicbond:")]
@@ -144,7 +182,7 @@ def test_refuses_clearly_when_the_tap_device_is_out_of_reach(lab, make_bond, unp
     if mode & 0o006:
         pytest.fail("this test expects /dev/net/tun closed to other users; it is "
                     f"{mode:o} here: the case cannot be shown on this machine")
-    bond.start(wait=False, wrap=_setpriv("net_admin", "net_raw"))
+    bond.start(wait=False, wrap=_setpriv("net_admin", "net_raw"), python=unprivileged.python)
     assert bond.proc is not None
     assert bond.proc.wait(20) == 1
     assert "/dev/net/tun" in bond.logs() and "--user" in bond.logs()
