@@ -98,3 +98,29 @@ def test_nic_moved_to_another_namespace_and_back(lab, make_bond):
     finally:
         run(["ip", "netns", "del", aux], check=False)
     assert bond.stop() == 0
+
+
+def test_load_spread_takes_a_recreated_nic_back_with_its_new_mac(lab, make_bond):
+    """In load-spread each member sends with its own MAC: a NIC re-created under a member's
+    name has a new one, and the addresses that go home to it are announced with it."""
+    bond = make_bond(lab, mode="load-spread", addresses=["198.18.0.10/24", "198.18.0.11/24"],
+                     **FAST)
+    start = {a["address"]: a["member"] for a in bond.status()["addresses"]}
+    home0 = next(a for a, m in start.items() if m == "m0").split("/")[0]
+    old_mac = bond.member("m0")["mac"]
+    wait_ping(lab, lab.peer, home0)
+    lab.ns(lab.switch, "ip", "link", "del", "s0")
+    lab.wait_for(lambda: {a["member"] for a in bond.status()["addresses"]} == {"m1"},
+                 what="m0's address to move to m1")
+    wait_ping(lab, lab.peer, home0, timeout=5)
+    _recreate(lab, 0)
+    lab.wait_for(lambda: {a["address"]: a["member"] for a in bond.status()["addresses"]}
+                 == start, timeout=15, what="the addresses to go home")
+    new_mac = lab.ns(lab.host, "cat", "/sys/class/net/m0/address").stdout.strip()
+    assert new_mac != old_mac and bond.member("m0")["mac"] == new_mac
+    lab.wait_for(lambda: new_mac in lab.ns(lab.peer, "ip", "neigh", "show", home0).stdout,
+                 timeout=3, what="the peer to learn the address is on m0's new MAC")
+    sent, received, out = ping_result(ping_stream(lab, lab.peer, home0, 0.01, 100))
+    assert sent == received == 100, out
+    assert bond.member("m0")["rx_packets"] > 0
+    assert bond.stop() == 0
