@@ -286,7 +286,7 @@ class Daemon:
             loop.add_signal_handler(s, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         assert self.watcher is not None
-        self.watcher.overrun = self.watcher.request_dump
+        self.watcher.overrun = self._resync
         loop.add_reader(self.watcher.fileno(), self.watcher.on_readable)
         try:
             for rt in self.groups:
@@ -365,6 +365,28 @@ class Daemon:
             rt, member = named
             if rt.links.get(member) is None and member not in rt.attaching:
                 self._spawn(self._nic_back(rt, member))
+
+    def _resync(self) -> None:
+        """Link events were lost (the netlink queue overflowed): re-read every link, and look
+        for members whose NIC went away, which a dump cannot report."""
+        log.warning("link events overflowed; re-reading every link")
+        assert self.watcher is not None
+        self.watcher.request_dump()
+        self._spawn(self._recheck_members())
+
+    async def _recheck_members(self) -> None:
+        loop = asyncio.get_running_loop()
+        for rt in self.groups:
+            for member, known in list(rt.links.items()):
+                if known is None:
+                    continue
+                info = await loop.run_in_executor(None, netlink.get_link, member)
+                if rt.links.get(member) is not known:
+                    continue  # an event about it arrived meanwhile: that one is newer
+                if info is None or info.index != known.index:
+                    self._on_link(known, deleted=True)  # as the lost event would have
+                    if info is not None:
+                        self._on_link(info, deleted=False)
 
     def _link_changed(self, rt: GroupRuntime, member: str, info: LinkInfo) -> None:
         old = rt.links.get(member)

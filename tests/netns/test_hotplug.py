@@ -4,6 +4,8 @@ through the normal repair path."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 from tests.netns.conftest import ping_result, ping_stream, wait_ping
@@ -123,4 +125,30 @@ def test_load_spread_takes_a_recreated_nic_back_with_its_new_mac(lab, make_bond)
     sent, received, out = ping_result(ping_stream(lab, lab.peer, home0, 0.01, 100))
     assert sent == received == 100, out
     assert bond.member("m0")["rx_packets"] > 0
+    assert bond.stop() == 0
+
+
+def test_a_nic_deleted_while_link_events_overflowed_is_still_noticed(lab, make_bond):
+    """The kernel drops link events when the daemon's netlink queue overflows (ENOBUFS); the
+    daemon then re-reads every link. A member's NIC deleted in that window sends no event that
+    survives, so the daemon must notice it is gone by looking, not by being told."""
+    bond = make_bond(lab)
+    wait_ping(lab, lab.peer, DATA_V4)
+    pid = bond.daemon_pid()
+    run(["ip", "link", "add", "noise0", "netns", lab.host, "type", "veth", "peer", "noise1",
+         "netns", lab.host])
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        # Thousands of link events while the daemon cannot read: its queue overflows, and the
+        # deletion that follows finds no room.
+        script = "".join(f"link set noise0 {'up' if i % 2 else 'down'}\n" for i in range(3000))
+        lab.ns(lab.host, "ip", "-batch", "-", input=script)
+        lab.ns(lab.switch, "ip", "link", "del", "s0")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    lab.wait_for(lambda: bond.member("m0")["state"] == "failed", timeout=10,
+                 what="m0 failed after the overflow")
+    assert bond.active() == "m1"
+    assert "overflowed" in bond.logs()
+    wait_ping(lab, lab.peer, DATA_V4, timeout=5)
     assert bond.stop() == 0
