@@ -291,7 +291,7 @@ class Daemon:
         try:
             for rt in self.groups:
                 assert rt.tap is not None
-                rt.datapath = Datapath(loop, rt.tap.fd, rt.cfg.mac)
+                rt.datapath = Datapath(loop, rt.tap.fd, rt.cfg.mac, rt.cfg.mtu)
                 tests = {m.name: m.test_address.ip.packed for m in rt.cfg.members
                          if m.test_address is not None}
                 for name, sock in rt.sockets.items():

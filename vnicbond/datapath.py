@@ -183,8 +183,13 @@ def wire_packets(buf: bytearray | bytes, n: int) -> int:
 class Datapath:
     """Frames between one TAP and its members, following the forwarding table."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, tap_fd: int, group_mac: bytes) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, tap_fd: int, group_mac: bytes,
+                 mtu: int = 65535) -> None:
         self.loop = loop
+        #: The longest frame (virtio-net header included) that is not a GSO super-frame the
+        #: TAP takes from a member: the group's MTU, Ethernet header and one VLAN tag. Longer
+        #: ones (a member whose wire has a larger MTU) are dropped, as a NIC of that MTU would.
+        self.max_frame = VNET_HDR_LEN + 14 + 4 + mtu
         self.tap_fd = tap_fd
         self.tap = io.FileIO(tap_fd, "r+", closefd=False)
         self.group_mac = bytes(group_mac)
@@ -366,6 +371,7 @@ class Datapath:
         mac = self.group_mac
         deliver = port in self.rx_ports
         drops = port.drops
+        max_frame = min(self.max_frame, size)
         packets = nbytes = 0
         for _ in range(BATCH):
             try:
@@ -381,8 +387,8 @@ class Datapath:
             if n < VNET_HDR_LEN + 14:
                 drops["runt"] += 1
                 continue
-            if n > size:
-                drops["oversize"] += 1  # larger than any frame the TAP takes: cut short
+            if n > max_frame and (n > size or not buf[1]):
+                drops["oversize"] += 1  # above the MTU, or cut short by the buffer
                 continue
             if buf[VNET_HDR_LEN] & 1:
                 # Broadcast or multicast: ignore our own frames flooded back by the switch.
@@ -493,6 +499,7 @@ class Datapath:
         mac = port.mac
         drops = port.drops
         size = len(buf)
+        max_frame = min(self.max_frame, size)
         for _ in range(BATCH):
             try:
                 n = recv_into(buf, 0, _MSG_TRUNC)
@@ -507,8 +514,8 @@ class Datapath:
             if n < VNET_HDR_LEN + 14:
                 drops["runt"] += 1
                 continue
-            if n > size:
-                drops["oversize"] += 1
+            if n > max_frame and (n > size or not buf[1]):
+                drops["oversize"] += 1  # above the MTU, or cut short by the buffer
                 continue
             if buf[_DST] & 1:
                 if not flood:

@@ -421,6 +421,7 @@ def test_oversize_boundary_with_the_real_buffer(rig: Rig, mode: str, size_delta:
     """A frame that exactly fills the 64 KiB buffer is delivered whole; one byte more is cut
     by the kernel and counted as oversize rather than delivered truncated."""
     rig.set_mode(mode)
+    rig.dp.max_frame = BUFFER_SIZE  # no MTU below the buffer: only the buffer limits
     dst = GROUP_MAC if mode == "active-backup" else MACS["a"]
     f = frame(dst, body=bytes(BUFFER_SIZE + size_delta - MIN_FRAME))
     rig.from_wire("a", [f])
@@ -433,6 +434,32 @@ def test_oversize_boundary_with_the_real_buffer(rig: Rig, mode: str, size_delta:
     else:
         assert rig.to_tap() == []
         assert rig.counted() == {("a", reason): 1}
+
+
+@pytest.mark.parametrize(("extra", "gso", "reason"), [
+    (0, False, None), (1, False, "oversize"), (5000, True, None)])
+def test_frames_above_the_group_mtu_are_dropped_unless_gso(mode: str, extra: int, gso: bool,
+                                                           reason: str | None) -> None:
+    """A member whose wire has a larger MTU may hand over longer frames; the group's TAP has
+    the group's MTU, so they are dropped as a NIC of that MTU would (one VLAN tag allowed).
+    A GRO super-frame (gso_type set) is as long as it needs to be."""
+    rig = Rig()
+    try:
+        rig.dp.max_frame = VNET_HDR_LEN + 14 + 4 + 1500
+        rig.set_mode(mode)
+        dst = GROUP_MAC if mode == "active-backup" else MACS["a"]
+        f = bytearray(frame(dst, body=bytes(rig.dp.max_frame + extra - MIN_FRAME)))
+        if gso:
+            f[1] = GSO_TCPV4
+        rig.from_wire("a", [bytes(f)])
+        if reason is None:
+            assert [len(o) for o in rig.to_tap()] == [len(f)]
+            assert rig.counted() == {}
+        else:
+            assert rig.to_tap() == []
+            assert rig.counted() == {("a", reason): 1}
+    finally:
+        rig.close()
 
 
 def test_member_socket_error_is_counted_and_ends_the_batch(rig: Rig, mode: str) -> None:
