@@ -88,10 +88,10 @@ def main(args: argparse.Namespace) -> int:
     sock = config.control.socket
     lab = Lab(members=len(group.members))
     daemon: subprocess.Popen[str] | None = None
+    log_path = Path("/tmp") / f"{lab.prefix}-daemon.log"
     _say(f"vnicbond demo: lab {lab.prefix}-{{host,sw,peer}}, config {path}")
     try:
         lab.build()
-        log_path = Path("/tmp") / f"{lab.prefix}-daemon.log"
         with open(log_path, "w") as log:
             daemon = lab.popen(lab.host, sys.executable, "-m", "vnicbond", "run", "-c", str(path),
                                stdout=log, stderr=subprocess.STDOUT)
@@ -127,6 +127,8 @@ def main(args: argparse.Namespace) -> int:
             daemon.terminate()
             daemon.wait(10)
         if args.keep:
-            _say(f"  lab kept: ip netns del {lab.host} {lab.switch} {lab.peer} to remove it")
+            _say(f"  lab kept: ip netns del {lab.host} {lab.switch} {lab.peer} to remove it; "
+                 f"daemon log {log_path}")
         else:
             lab.destroy()
+            log_path.unlink(missing_ok=True)  # its lines were printed above
