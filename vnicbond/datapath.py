@@ -23,9 +23,9 @@ import errno
 import io
 import os
 import socket
-import struct
 
 from vnicbond.flowhash import FlowTable, flow_hash
+from vnicbond.system.packet import kernel_drops
 from vnicbond.wire.vnet import GSO_UDP_L4, VNET_HDR_LEN, ZERO_VNET_HDR
 
 #: Frames drained per readiness callback before yielding to the event loop.
@@ -64,8 +64,6 @@ TX_REASONS = ("tx_oversize", "tx_invalid", "tx_congested", "tx_error")
 #: Why a frame read from the TAP had no member to go to.
 TAP_REASONS = ("runt", "no_member", "read_error")
 
-SOL_PACKET = 263
-PACKET_STATISTICS = 6
 
 
 def tx_reason(err: int | None) -> str:
@@ -131,12 +129,7 @@ class Port:
 
         ``PACKET_STATISTICS`` resets on every read, so the running total lives here.
         """
-        try:
-            raw = self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
-        except OSError:
-            return
-        _packets, dropped = struct.unpack("II", raw)
-        self.drops["kernel"] += dropped
+        self.drops["kernel"] += kernel_drops(self.sock)
 
     def counters(self) -> dict[str, int | dict[str, int]]:
         """The counters as a plain dict, for status."""
@@ -221,7 +214,7 @@ class Datapath:
         """Start reading a member's socket."""
         port = Port(name, sock, mac, test_ip)
         self.ports[name] = port
-        self.own_macs = self.own_macs | {mac} if mac else self.own_macs
+        self._refresh_own_macs()
         self.loop.add_reader(sock.fileno(), self._on_member_ready, port)
         return port
 
@@ -235,7 +228,7 @@ class Datapath:
         if self.tx_port is port:
             self.tx_port = None
         self.rx_ports = self.rx_ports - {port}
-        self.own_macs = frozenset([self.group_mac, *(p.mac for p in self.ports.values() if p.mac)])
+        self._refresh_own_macs()
         if self.spreading:
             self.set_spread(tuple(n for n in self.flow_table.members if n != name),
                             {ip: p.name for ip, p in self.host_ports.items() if p is not port})
@@ -255,8 +248,12 @@ class Datapath:
         self.detach(name)
         port.sock = sock
         port.mac = mac
-        self.own_macs = frozenset([self.group_mac, *(p.mac for p in self.ports.values() if p.mac)])
+        self._refresh_own_macs()
         self.loop.add_reader(sock.fileno(), self._on_member_ready, port)
+
+    def _refresh_own_macs(self) -> None:
+        """The MACs whose broadcasts flooded back to us are our own: the group's and members'."""
+        self.own_macs = frozenset([self.group_mac, *(p.mac for p in self.ports.values() if p.mac)])
 
     def set_test_ip(self, name: str, test_ip: bytes | None) -> None:
         """A reload changed a member's test address."""

@@ -20,17 +20,15 @@ import asyncio
 import errno
 import os
 import random
-import signal
 import socket
 import struct
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from ipaddress import IPv4Address, IPv6Address
-from types import FrameType
 from typing import Any, cast
 
 import pytest
 
+from tests.unit.conftest import deadline
 from vnicbond.datapath import (
     BATCH,
     BUFFER_SIZE,
@@ -310,21 +308,6 @@ def rig() -> Iterator[Rig]:
 @pytest.fixture(params=MODES)
 def mode(request: pytest.FixtureRequest) -> str:
     return cast(str, request.param)
-
-
-@contextmanager
-def deadline(seconds: float) -> Iterator[None]:
-    """Fail (instead of hanging) if the block runs longer than ``seconds``."""
-    def expired(_signum: int, _frame: FrameType | None) -> None:
-        raise TimeoutError(f"still running after {seconds} s: an endless loop?")
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 # -- the kernel fact the receive path relies on --------------------------------------------------

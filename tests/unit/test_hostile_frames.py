@@ -21,16 +21,14 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import signal
 import struct
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
 from ipaddress import IPv4Address, IPv6Address
-from types import FrameType
 
 import pytest
 
+from tests.unit.conftest import deadline
 from vnicbond.flowhash import flow_hash, flow_key
 from vnicbond.prober import ARP, ICMP, TOKEN_LEN, Prober, ProbingMember, Received, TokenBucket
 from vnicbond.wire import probe as wire
@@ -66,21 +64,6 @@ SEQ = 0x0107
 
 ETH_HLEN = 14
 CASES = 5000
-
-
-@contextmanager
-def deadline(seconds: float) -> Iterator[None]:
-    """Fail (instead of hanging) if the block runs longer than ``seconds``."""
-    def expired(_signum: int, _frame: FrameType | None) -> None:
-        raise TimeoutError(f"still running after {seconds} s: an endless loop?")
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 @pytest.fixture(autouse=True)

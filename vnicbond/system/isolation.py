@@ -86,13 +86,7 @@ class Isolation:
 
     def apply(self) -> None:
         """Record the members' settings, then isolate them. Raises IsolationError."""
-        self.saved = []
-        for name in self.members:
-            info = netlink.get_link(name)
-            if info is None:
-                raise IsolationError(f"member {name}: no such interface")
-            self.saved.append(SavedMember(name, info.admin_up,
-                                          _read_sysctl(SYSCTL_DISABLE_IPV6.format(name))))
+        self.saved = [self._record(name) for name in self.members]
         self._write_state()
         # A table left by an instance that died before its state file was written.
         _nft(f"delete table netdev {self.table}\n", check=False)
@@ -103,30 +97,24 @@ class Isolation:
 
     def add_member(self, name: str) -> None:
         """Isolate one more member (a reload added it), recording it first."""
-        info = netlink.get_link(name)
-        if info is None:
-            raise IsolationError(f"member {name}: no such interface")
-        saved = SavedMember(name, info.admin_up, _read_sysctl(SYSCTL_DISABLE_IPV6.format(name)))
+        saved = self._record(name)
         self.saved.append(saved)
         self.members.append(name)
         self._write_state()
-        _nft(f"add chain netdev {self.table} {self._chain(name).strip()[len('chain '):]}\n")
+        self._add_chain(name)
         self._isolate(saved)
 
     def adopt(self, name: str) -> None:
         """Isolate a new NIC that took a member's name (the old one was removed, renamed or
         moved away): record its own settings, then replace the member's chain. Raises
         IsolationError (or OSError if the NIC vanished again meanwhile)."""
-        info = netlink.get_link(name)
-        if info is None:
-            raise IsolationError(f"member {name}: no such interface")
-        saved = SavedMember(name, info.admin_up, _read_sysctl(SYSCTL_DISABLE_IPV6.format(name)))
+        saved = self._record(name)
         self.saved = [s for s in self.saved if s.name != name] + [saved]
         self._write_state()
         # The old NIC's chain may have gone with it, or (newer kernels) already hooks the new
         # one by name: delete whatever is there and add it afresh either way.
         _nft(f"delete chain netdev {self.table} {_chain_name(name)}\n", check=False)
-        _nft(f"add chain netdev {self.table} {self._chain(name).strip()[len('chain '):]}\n")
+        self._add_chain(name)
         self._isolate(saved)
 
     def release(self, name: str, now_called: str | None) -> None:
@@ -150,6 +138,17 @@ class Isolation:
         _nft(f"delete chain netdev {self.table} {_chain_name(name)}\n", check=False)
         restore_saved(None, saved)
         self._write_state()
+
+    @staticmethod
+    def _record(name: str) -> SavedMember:
+        """A member NIC's settings as found now. Raises IsolationError if it is missing."""
+        info = netlink.get_link(name)
+        if info is None:
+            raise IsolationError(f"member {name}: no such interface")
+        return SavedMember(name, info.admin_up, _read_sysctl(SYSCTL_DISABLE_IPV6.format(name)))
+
+    def _add_chain(self, name: str) -> None:
+        _nft(f"add chain netdev {self.table} {self._chain(name).strip()[len('chain '):]}\n")
 
     @staticmethod
     def _chain(name: str) -> str:
