@@ -269,24 +269,10 @@ class Group:
         return current.name
 
     def _elect(self, cause: Cause) -> list[Action]:
-        actions: list[Action] = []
         new_active = self._choose()
         old_active = self.active
         self.active = new_active
-        for m in self._members.values():
-            if m.offline:
-                new = MemberState.OFFLINE
-            elif not m.healthy:
-                new = MemberState.FAILED
-            elif m.name == new_active:
-                new = MemberState.ACTIVE
-            else:
-                new = MemberState.STANDBY
-            if new != m.state:
-                # The member whose own change triggered this gets the cause; the others
-                # only follow it.
-                actions.append(MemberChanged(m.name, m.state, new, cause))
-                m.state = new
+        actions = self._member_states({new_active} if new_active else set(), cause)
         moved = new_active != old_active
         if moved or cause is Cause.START:
             rx = frozenset([new_active]) if new_active else frozenset()
