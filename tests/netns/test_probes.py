@@ -39,16 +39,21 @@ def wait_probes_ok(lab, bond):
                  timeout=5, what="every member's probes answered")
 
 
-@pytest.mark.parametrize("direction", ["both", "in", "out"])
-def test_silent_cut_of_the_active_member_fails_over_and_back(lab, make_bond, direction):
-    bond = make_bond(lab, **probing(lab))
-    wait_ping(lab, lab.peer, DATA_V4)
+def cut_under_ping(lab, bond, address, count=150, lead=0.3, direction="both"):
+    """Silently cut m0 while the peer pings ``address`` every 10 ms; at most MAX_LOST lost."""
+    wait_ping(lab, lab.peer, address)
     wait_probes_ok(lab, bond)
-    ping = ping_stream(lab, lab.peer, DATA_V4, 0.01, 200)
-    time.sleep(0.5)
+    ping = ping_stream(lab, lab.peer, address, 0.01, count)
+    time.sleep(lead)
     lab.cut(0, direction)
     sent, received, out = ping_result(ping)
     assert sent - received <= MAX_LOST, out
+
+
+@pytest.mark.parametrize("direction", ["both", "in", "out"])
+def test_silent_cut_of_the_active_member_fails_over_and_back(lab, make_bond, direction):
+    bond = make_bond(lab, **probing(lab))
+    cut_under_ping(lab, bond, DATA_V4, count=200, lead=0.5, direction=direction)
     st = bond.status()
     assert st["active"] == "m1"
     m0 = next(m for m in st["members"] if m["name"] == "m0")
@@ -127,13 +132,7 @@ def test_forged_and_foreign_replies_do_not_keep_a_cut_member_alive(lab, make_bon
 @pytest.mark.parametrize("method", ["icmp", "arp"])
 def test_probe_methods_detect_a_silent_cut(lab, make_bond, method):
     bond = make_bond(lab, **probing(lab, method=method))
-    wait_ping(lab, lab.peer, DATA_V4)
-    wait_probes_ok(lab, bond)
-    ping = ping_stream(lab, lab.peer, DATA_V4, 0.01, 150)
-    time.sleep(0.3)
-    lab.cut(0)
-    sent, received, out = ping_result(ping)
-    assert sent - received <= MAX_LOST, out
+    cut_under_ping(lab, bond, DATA_V4)
     assert states(bond)["m0"] == ("failed", "failed")
     assert bond.active() == "m1"
 
@@ -143,13 +142,7 @@ def test_ipv6_test_addresses_probe_an_ipv6_target(lab, make_bond):
         lab, probe={"targets": [PEER_V6]},
         members=[{"name": "m0", "test_address": "2001:db8::21/64"},
                  {"name": "m1", "test_address": "2001:db8::22/64"}]))
-    wait_ping(lab, lab.peer, DATA_V6)
-    wait_probes_ok(lab, bond)
-    ping = ping_stream(lab, lab.peer, DATA_V6, 0.01, 150)
-    time.sleep(0.3)
-    lab.cut(0)
-    sent, received, out = ping_result(ping)
-    assert sent - received <= MAX_LOST, out
+    cut_under_ping(lab, bond, DATA_V6)
     assert states(bond)["m0"] == ("failed", "failed")
     targets = bond.status()["targets"]
     assert {(t["member"], t["target"]) for t in targets} == {("m0", PEER_V6), ("m1", PEER_V6)}
