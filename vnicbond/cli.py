@@ -58,7 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _socket_path(args: argparse.Namespace) -> str:
-    from vnicbond.control import DEFAULT_SOCKET
+    from vnicbond.config import DEFAULT_SOCKET
 
     if args.socket:
         return str(args.socket)

@@ -22,7 +22,6 @@ import struct
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-DEFAULT_SOCKET = "/run/vnicbond/vnicbond.sock"
 MAX_REQUEST = 64 * 1024
 #: Connections served at once; more are told the daemon is busy and closed.
 MAX_CLIENTS = 32
