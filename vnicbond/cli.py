@@ -46,7 +46,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         format="%(asctime)s vnicbond[%(process)d] %(levelname)s %(message)s")
     logging.getLogger("pyroute2").setLevel(logging.WARNING)  # its debug output is per message
     from vnicbond.control import ControlError
-    from vnicbond.daemon import Daemon
+    from vnicbond.runtime.daemon import Daemon
     from vnicbond.system.isolation import IsolationError
 
     try:

@@ -3,7 +3,7 @@
 This module owns
 
 * :class:`StatusCollector`, a ``prometheus_client`` custom collector that builds every family
-  afresh on each scrape from a callable returning :meth:`vnicbond.daemon.Daemon.status`'s
+  afresh on each scrape from a callable returning :meth:`vnicbond.runtime.daemon.Daemon.status`'s
   document (per member: packet, byte and drop counters, drops by reason, control-socket
   frames by outcome, state, link, probe state; per probe
   target: probes sent and lost; per group: state, carrier, failovers, address moves), and
@@ -41,8 +41,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from vnicbond.detector import DISABLED, FAILED, OK, UNKNOWN
-from vnicbond.model import GroupState, MemberState
+from vnicbond.core.detector import DISABLED, FAILED, OK, UNKNOWN
+from vnicbond.core.model import GroupState, MemberState
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class RttHistogram:
 class StatusCollector(Collector):
     """Builds the metric families from the status document on every scrape.
 
-    ``status_source`` returns the document of :meth:`vnicbond.daemon.Daemon.status`. The
+    ``status_source`` returns the document of :meth:`vnicbond.runtime.daemon.Daemon.status`. The
     collector registers itself on ``registry`` (a new :class:`CollectorRegistry` unless one
     is given; never pass the global one), available as :attr:`registry`.
     """

@@ -60,7 +60,7 @@ def anyones_python() -> Iterator[tuple[str, ...]]:
             path.chmod(0o755 if path.is_dir() else 0o644)
         prefix = ("env", f"PYTHONPATH={root}", os.path.realpath(sys.executable))
         probe = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
-                                "--clear-groups", *prefix, "-c", "import vnicbond.daemon"],
+                                "--clear-groups", *prefix, "-c", "import vnicbond.runtime.daemon"],
                                capture_output=True, text=True, cwd="/")
         assert probe.returncode == 0, f"uid {NOBODY} cannot run the copy: {probe.stderr}"
         yield prefix

@@ -1,6 +1,6 @@
 """Unit tests for vnicbond.cli: the status table, the parser and the client commands.
 
-The status documents below have the shape :meth:`vnicbond.daemon.Daemon.status` builds.
+The status documents below have the shape :meth:`vnicbond.runtime.daemon.Daemon.status` builds.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Unit tests for vnicbond.detector: the failure detector, driven on a fake clock.
+"""Unit tests for vnicbond.core.detector: the failure detector, driven on a fake clock.
 
 Nothing sleeps and nothing reads the real clock: ``now`` is a plain float, the detector's rng is
 a seeded :class:`random.Random`, and :class:`Net` plays the rest of the world. It calls
@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from vnicbond.detector import (
+from vnicbond.core.detector import (
     DISABLED,
     FAILED,
     FLAP_LIMIT,
@@ -52,15 +52,17 @@ from vnicbond.detector import (
     NUM_PROBE_FAILS,
     NUM_PROBE_REPAIRS,
     OK,
+    RESOLVE_AFTER,
     SUSPECT_LOSSES,
     UNKNOWN,
     Detector,
     HealthChanged,
     Output,
+    ProbeAnswered,
     SendProbe,
 )
-from vnicbond.group import Group
-from vnicbond.model import Action, Announce, Cause, GroupChanged, GroupState, SetForwarding
+from vnicbond.core.group import Group
+from vnicbond.core.model import Action, Announce, Cause, GroupChanged, GroupState, SetForwarding
 
 FDT_MS = 7000  # I = 1 s: times in these tests read as multiples of the probe interval
 FDT = FDT_MS / 1000.0
@@ -217,6 +219,9 @@ class Net:
                 self.late += 1
             before = snapshot(self.det, self.targets)
         outs = self._call("reply", self.det.reply(p.member, p.target, p.seq, now))
+        answered = [o for o in outs if isinstance(o, ProbeAnswered)]
+        rtt = round((now - p.sent) * 1000.0, 3)
+        assert answered == ([ProbeAnswered(p.member, p.target, rtt)] if counts else []), outs
         if not counts:
             why = "voided by a link-down" if p.outcome == "void" else "arriving too late"
             assert outs == [], f"a reply to a probe {why} must count for nothing: {outs}"
@@ -308,6 +313,8 @@ class Net:
                 assert o.target in self.targets[o.member], o
                 assert self.link_up[o.member], f"probe sent over a down link: {o}"
                 assert o.seq not in self.outstanding, f"seq {o.seq} is already outstanding"
+                lost_run = self.runs[o.member, o.target][1]
+                assert o.resolve == (lost_run >= RESOLVE_AFTER), (o, lost_run)
                 p = Probe(o.member, o.target, o.seq, self.now,
                           self.answer(o.member, o.target, self.now))
                 self.outstanding[o.seq] = p
@@ -316,6 +323,8 @@ class Net:
                 if p.answered:
                     arrives = self.now + self.delay(o.member, o.target, self.now)
                     heapq.heappush(self._replies, (arrives, next(self._order), p))
+            elif isinstance(o, ProbeAnswered):
+                assert kind == "reply", f"only a reply is answered: {o}"
             else:
                 assert isinstance(o, HealthChanged), o
                 assert o.member not in seen, f"{o.member} changed twice in one call: {outs}"

@@ -1,4 +1,4 @@
-"""Unit tests for vnicbond.group: the active-backup decision, driven by scripted timelines.
+"""Unit tests for vnicbond.core.group: the active-backup decision, driven by scripted timelines.
 
 The expectations come from the rules in the module docstring (and in.mpathd / bonding
 active-backup): preference is configuration order with configured standby members last;
@@ -13,8 +13,8 @@ import random
 
 import pytest
 
-from vnicbond.group import Group
-from vnicbond.model import (
+from vnicbond.core.group import Group
+from vnicbond.core.model import (
     Action,
     AddressMoved,
     Announce,

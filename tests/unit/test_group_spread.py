@@ -1,7 +1,7 @@
-"""Unit tests for vnicbond.group in load-spread mode (IPMP-style load spreading).
+"""Unit tests for vnicbond.core.group in load-spread mode (IPMP-style load spreading).
 
-The expectations come from the load-spread rules in the vnicbond.group docstring and the
-placement rules in vnicbond.placement:
+The expectations come from the load-spread rules in the vnicbond.core.group docstring and the
+placement rules in vnicbond.core.placement:
 
 * every usable non-standby (regular) member is active, except that with ``failback: false``
   (IPMP's FAILBACK=no) a repaired regular member waits as a spare (STANDBY, in no
@@ -39,8 +39,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from vnicbond.group import LOAD_SPREAD, Group
-from vnicbond.model import (
+from vnicbond.core.group import LOAD_SPREAD, Group
+from vnicbond.core.model import (
     Action,
     AddressMoved,
     Announce,

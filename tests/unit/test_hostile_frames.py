@@ -8,12 +8,12 @@ What they protect:
   fixed field (hop limit, ARP hardware/protocol types) covers.
 - :func:`vnicbond.flowhash.flow_key` never raises and depends only on the bytes of the frame it
   is given (``buf[start:end]``), whatever the IPv4 header length or IPv6 next header says.
-- :meth:`vnicbond.prober.Prober.receive` counts a reply only for a correctly matching echo
+- :meth:`vnicbond.core.prober.Prober.receive` counts a reply only for a correctly matching echo
   reply (or, probing by ARP, the answer to the last request): a change to any byte of the
   token, sequence number, identifier, destination MAC or destination address makes it count
   for nothing, and so does a forged source or any other ICMP type or code; an ARP request or
   neighbour solicitation for a test address gets at most one answer.
-- :class:`vnicbond.prober.TokenBucket` answers at most ``burst + rate * t`` requests in ``t``
+- :class:`vnicbond.core.prober.TokenBucket` answers at most ``burst + rate * t`` requests in ``t``
   seconds, and counts every other one as dropped.
 """
 
@@ -29,8 +29,8 @@ from ipaddress import IPv4Address, IPv6Address
 import pytest
 
 from tests.unit.conftest import deadline
+from vnicbond.core.prober import ARP, ICMP, TOKEN_LEN, Prober, ProbingMember, Received, TokenBucket
 from vnicbond.flowhash import flow_hash, flow_key
-from vnicbond.prober import ARP, ICMP, TOKEN_LEN, Prober, ProbingMember, Received, TokenBucket
 from vnicbond.wire import probe as wire
 from vnicbond.wire.probe import (
     Arp,

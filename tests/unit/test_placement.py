@@ -1,6 +1,6 @@
 """Data-address placement for load spreading: home, sticky, orphans, failback, even out.
 
-The rules (vnicbond.placement module docstring):
+The rules (vnicbond.core.placement module docstring):
 
 * home: with every non-standby member active, address i goes to the member with the fewest so
   far (ties: configuration order), i.e. round robin;
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from vnicbond.placement import home_placement, place
+from vnicbond.core.placement import home_placement, place
 
 ADDRS = [f"198.18.0.{10 + i}/24" for i in range(6)]
 ADDRS8 = [f"198.18.0.{10 + i}/24" for i in range(8)]
@@ -31,7 +31,7 @@ ADDRS8 = [f"198.18.0.{10 + i}/24" for i in range(8)]
 
 def reference(addresses: Sequence[str], active: Sequence[str], current: dict[str, str | None],
               home: dict[str, str], failback: bool) -> dict[str, str | None]:
-    """The placement rules, written out step by step (independent of vnicbond.placement)."""
+    """The placement rules, written out step by step (independent of vnicbond.core.placement)."""
     if not active:
         return dict.fromkeys(addresses)
     rank = {m: i for i, m in enumerate(active)}

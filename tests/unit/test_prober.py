@@ -1,4 +1,4 @@
-"""Unit tests for vnicbond.prober: probes as frames, and frames as matched replies and answers.
+"""Unit tests for vnicbond.core.prober: probes as frames, and frames as matched replies and answers.
 
 scapy is the independent codec: every frame :class:`Prober` emits is decoded (and its checksums
 recomputed) by scapy, and every frame it is given is encoded by scapy, so the tests hold the
@@ -33,8 +33,8 @@ from scapy.layers.l2 import ARP as ScapyARP
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 
-from vnicbond.prober import ARP, TOKEN_LEN, Prober, ProbingMember, Received
-from vnicbond.prober import ICMP as ICMP_METHOD
+from vnicbond.core.prober import ARP, TOKEN_LEN, Prober, ProbingMember, Received
+from vnicbond.core.prober import ICMP as ICMP_METHOD
 
 # -- the cast ------------------------------------------------------------------------------------
 
@@ -954,7 +954,7 @@ def test_token_of_another_length_is_refused_or_works(token: bytes) -> None:
 
 
 def test_token_bucket_allows_a_burst_then_the_rate() -> None:
-    from vnicbond.prober import TokenBucket
+    from vnicbond.core.prober import TokenBucket
 
     bucket = TokenBucket(rate=100.0, burst=20.0)
     assert sum(bucket.take(0.0) for _ in range(50)) == 20  # the burst, then nothing

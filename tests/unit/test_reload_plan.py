@@ -1,4 +1,4 @@
-"""What a reload may change, and what it adds and removes (vnicbond.reload, no I/O)."""
+"""What a reload may change, and what it adds and removes (vnicbond.core.reload, no I/O)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from vnicbond.config import Config, parse_config
-from vnicbond.reload import GroupChanges, group_changes, needs_restart
+from vnicbond.core.reload import GroupChanges, group_changes, needs_restart
 
 
 def config(**group: Any) -> Config:

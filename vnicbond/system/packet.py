@@ -5,6 +5,10 @@ partial checksums pass through whole), ``PACKET_IGNORE_OUTGOING`` (we never read
 send) and the unicast/all-multicast memberships that make the NIC accept frames for the group's
 MAC and the data addresses' multicast groups. Memberships belong to the socket, so the kernel
 drops them when the socket closes, even after a crash.
+
+A probing member also has two *probe sockets* (:class:`ProbeSockets`), each behind its own BPF
+filter (:func:`probe_filter`), which carry only the control frames the prober reads: replies
+to our probes, and ARP/NDP questions for the member's test address.
 """
 
 from __future__ import annotations
@@ -30,8 +34,8 @@ PACKET_STATISTICS = 6
 
 #: Data socket buffers sized for bursts of 64 KiB super-frames (and floods).
 SOCKET_BUFFER = 4 * 1024 * 1024
-#: Control socket buffers: thousands of small frames queue before the kernel drops any.
-CONTROL_BUFFER = 1024 * 1024
+#: Probe socket buffers: thousands of small frames queue before the kernel drops any.
+PROBE_BUFFER = 1024 * 1024
 
 
 def _membership(ifindex: int, kind: int, addr: bytes = b"") -> bytes:
@@ -67,9 +71,9 @@ _JEQ, _JSET, _RET = 0x15, 0x45, 0x06
 _JUMPS = (_JEQ, _JSET)
 
 
-def control_filter(member_mac: bytes, test_ip: bytes, kind: str
+def probe_filter(member_mac: bytes, test_ip: bytes, kind: str
                    ) -> list[tuple[int, int, int, int]]:
-    """A BPF program passing one member's control socket only what the prober reads.
+    """A BPF program passing one member's probe socket only what the prober reads.
 
     ``kind`` ``"replies"``: unicast for the member's own MAC that answers something we sent:
     ARP replies, ICMP and ICMPv6 echo replies, neighbour advertisements. ``"questions"``: ARP
@@ -148,7 +152,7 @@ def control_filter(member_mac: bytes, test_ip: bytes, kind: str
         at("target")
         words(62, test_ip, "accept")             # its target address
     else:
-        raise ValueError(f"no control filter of kind {kind!r} for a {len(test_ip)}-byte address")
+        raise ValueError(f"no probe filter of kind {kind!r} for a {len(test_ip)}-byte address")
     at("accept")
     op(_RET, 0x40000)
     at("drop")
@@ -158,11 +162,11 @@ def control_filter(member_mac: bytes, test_ip: bytes, kind: str
             for i, (code, jt, jf, k) in enumerate(prog)]  # type: ignore[index]
 
 
-def attach_control_filter(sock: socket.socket, member_mac: bytes, test_ip: bytes,
+def attach_probe_filter(sock: socket.socket, member_mac: bytes, test_ip: bytes,
                           kind: str) -> None:
-    """(Re)attach :func:`control_filter` to ``sock`` (a reload may change the test address)."""
+    """(Re)attach :func:`probe_filter` to ``sock`` (a reload may change the test address)."""
     prog = b"".join(struct.pack("HBBI", *insn)
-                    for insn in control_filter(member_mac, test_ip, kind))
+                    for insn in probe_filter(member_mac, test_ip, kind))
     buf = ctypes.create_string_buffer(prog)
     fprog = struct.pack("HL", len(prog) // 8, ctypes.addressof(buf))
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
@@ -187,13 +191,13 @@ def kernel_drops(sock: socket.socket) -> int:
     return int(dropped)
 
 
-def _control_socket(ifname: str, member_mac: bytes, test_ip: bytes, kind: str
+def _probe_socket(ifname: str, member_mac: bytes, test_ip: bytes, kind: str
                     ) -> socket.socket:
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     try:
-        attach_control_filter(sock, member_mac, test_ip, kind)  # before bind: nothing slips in
+        attach_probe_filter(sock, member_mac, test_ip, kind)  # before bind: nothing slips in
         sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-        _set_buffers(sock, CONTROL_BUFFER)
+        _set_buffers(sock, PROBE_BUFFER)
         sock.bind((ifname, ETH_P_ALL))
         sock.setblocking(False)
     except BaseException:
@@ -202,15 +206,15 @@ def _control_socket(ifname: str, member_mac: bytes, test_ip: bytes, kind: str
     return sock
 
 
-class ControlSockets:
-    """One probing member's control sockets: ``replies`` (to our probes and resolutions;
-    probes are sent through it) and ``questions`` (ARP/NDP for the test address; answers are
-    sent through it)."""
+class ProbeSockets:
+    """One probing member's probe sockets: ``replies`` (to our probes and resolutions) and
+    ``questions`` (ARP/NDP for the test address). Two queues, so a flood of questions cannot
+    crowd out a reply; what the daemon sends (probes, answers) goes out through ``replies``."""
 
     def __init__(self, ifname: str, member_mac: bytes, test_ip: bytes) -> None:
-        self.replies = _control_socket(ifname, member_mac, test_ip, "replies")
+        self.replies = _probe_socket(ifname, member_mac, test_ip, "replies")
         try:
-            self.questions = _control_socket(ifname, member_mac, test_ip, "questions")
+            self.questions = _probe_socket(ifname, member_mac, test_ip, "questions")
         except BaseException:
             self.replies.close()
             raise
@@ -220,8 +224,8 @@ class ControlSockets:
 
     def refilter(self, member_mac: bytes, test_ip: bytes) -> None:
         """A reload changed the test address."""
-        attach_control_filter(self.replies, member_mac, test_ip, "replies")
-        attach_control_filter(self.questions, member_mac, test_ip, "questions")
+        attach_probe_filter(self.replies, member_mac, test_ip, "replies")
+        attach_probe_filter(self.questions, member_mac, test_ip, "questions")
 
     def kernel_drops(self) -> int:
         """Frames the kernel dropped on either socket since the last call."""

@@ -9,12 +9,10 @@ from __future__ import annotations
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
+from vnicbond.wire.mac import format_mac
+
 BROADCAST = b"\xff" * 6
 ALL_NODES_MAC = bytes.fromhex("333300000001")
-
-
-def _mac_str(mac: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in mac)
 
 
 @lru_cache(maxsize=1024)
@@ -26,8 +24,8 @@ def gratuitous_arp(mac: bytes, address: IPv4Address) -> bytes:
     """
     from scapy.layers.l2 import ARP, Ether
 
-    frame = Ether(src=_mac_str(mac), dst=_mac_str(BROADCAST)) / ARP(
-        op=1, hwsrc=_mac_str(mac), psrc=str(address), hwdst="00:00:00:00:00:00",
+    frame = Ether(src=format_mac(mac), dst=format_mac(BROADCAST)) / ARP(
+        op=1, hwsrc=format_mac(mac), psrc=str(address), hwdst="00:00:00:00:00:00",
         pdst=str(address))
     return bytes(frame)
 
@@ -39,10 +37,10 @@ def unsolicited_na(mac: bytes, address: IPv6Address) -> bytes:
     from scapy.layers.l2 import Ether
 
     frame = (
-        Ether(src=_mac_str(mac), dst=_mac_str(ALL_NODES_MAC))
+        Ether(src=format_mac(mac), dst=format_mac(ALL_NODES_MAC))
         / IPv6(src=str(address), dst="ff02::1", hlim=255)
         / ICMPv6ND_NA(R=0, S=0, O=1, tgt=str(address))
-        / ICMPv6NDOptDstLLAddr(lladdr=_mac_str(mac))
+        / ICMPv6NDOptDstLLAddr(lladdr=format_mac(mac))
     )
     return bytes(frame)
 

@@ -1,7 +1,10 @@
 """The words the decision core speaks: member states, causes, and the actions it asks for.
 
-Everything here is a small frozen value. The pure state machines (:mod:`vnicbond.detector`,
-:mod:`vnicbond.group`) return these actions; only :mod:`vnicbond.daemon` carries them out.
+Everything here is a small frozen value. :class:`vnicbond.core.group.Group` returns the
+actions up to :class:`AddressMoved`; the group engine (:mod:`vnicbond.core.engine`) passes the
+forwarding and carrier ones on as effects, turns announcements into :class:`SendAnnouncement`
+rounds and probes into :class:`SendProbeFrames`, and the group runtime
+(:mod:`vnicbond.runtime.group`) carries them out.
 """
 
 from __future__ import annotations
@@ -100,3 +103,22 @@ class AddressMoved:
 
 Action = (SetForwarding | SetSpread | Announce | SetCarrier | MemberChanged | GroupChanged
           | AddressMoved)
+
+
+@dataclass(frozen=True, slots=True)
+class SendAnnouncement:
+    """Send one round of announcements (gratuitous ARP / unsolicited NA, one per address)
+    for ``addresses`` out of ``member``, with ``mac`` as the addresses' link-layer address."""
+
+    member: str
+    mac: bytes
+    addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SendProbeFrames:
+    """Send these control frames (probes, ARP/NDP answers for a test address; plain
+    Ethernet) out of ``member``'s probe socket."""
+
+    member: str
+    frames: tuple[bytes, ...]

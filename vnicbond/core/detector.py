@@ -3,8 +3,8 @@
 No I/O and no clock: events (link change, probe reply, administrative change, the passing of
 time through :meth:`Detector.tick`) and the current time go in; probes to send and health
 changes come out, and :meth:`Detector.next_deadline` says when to call ``tick`` next. The
-daemon sends the probes, feeds back the replies it has matched, and hands health changes to
-:class:`vnicbond.group.Group`.
+group engine (:mod:`vnicbond.core.engine`) turns the probes into frames, feeds back the
+replies it has matched, and hands health changes to :class:`vnicbond.core.group.Group`.
 
 Terms (as in in.mpathd):
 
@@ -48,10 +48,12 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from vnicbond.model import Cause
+from vnicbond.core.model import Cause
 
 NUM_PROBE_FAILS = 5
 NUM_PROBE_REPAIRS = 10
+#: Consecutive losses on a target after which its probes also ask for its MAC again.
+RESOLVE_AFTER = 2
 #: Consecutive losses that make another member "also losing its targets".
 SUSPECT_LOSSES = 2
 FLAP_WINDOW = 60.0
@@ -64,11 +66,13 @@ GROUP_FAILURE = "every member lost every target (group failure)"
 
 @dataclass(frozen=True, slots=True)
 class SendProbe:
-    """Send probe number ``seq`` from ``member`` to ``target``."""
+    """Send probe number ``seq`` from ``member`` to ``target``; with ``resolve``, ask for the
+    target's MAC again too (its last ``RESOLVE_AFTER`` probes were lost: it may have moved)."""
 
     member: str
     target: str
     seq: int
+    resolve: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +85,16 @@ class HealthChanged:
     reason: str
 
 
-Output = SendProbe | HealthChanged
+@dataclass(frozen=True, slots=True)
+class ProbeAnswered:
+    """A reply to one of ``member``'s probes to ``target`` counted, after ``rtt_ms``."""
+
+    member: str
+    target: str
+    rtt_ms: float
+
+
+Output = SendProbe | HealthChanged | ProbeAnswered
 
 
 @dataclass(slots=True)
@@ -137,19 +150,21 @@ class Detector:
         self._seq = 0
         self._now = 0.0
 
+    def _begin(self, m: _Member, link_up: bool, now: float) -> None:
+        """A member's state when the detector first learns its link: healthy if its link is
+        up, its probe state ``unknown`` (innocent until its probes say otherwise, so start-up
+        does not wait for 10 answers), its first round within half an interval."""
+        m.link_up = link_up
+        m.link_since = now
+        m.probe = DISABLED if not m.probing else (UNKNOWN if link_up else FAILED)
+        m.healthy = link_up
+        m.next_send = now + self.interval * self.rng.uniform(0.0, 0.5)
+
     # -- events ------------------------------------------------------------------------------
     def start(self, links: dict[str, bool], now: float) -> dict[str, bool]:
-        """Initial link states; returns each member's initial health.
-
-        A member whose link is up starts healthy with its probe state ``unknown``: it is
-        innocent until its probes say otherwise, so start-up does not wait for 10 answers.
-        """
+        """Initial link states; returns each member's initial health (see :meth:`_begin`)."""
         for m in self._members.values():
-            m.link_up = links.get(m.name, False)
-            m.link_since = now
-            m.probe = DISABLED if not m.probing else (UNKNOWN if m.link_up else FAILED)
-            m.healthy = m.link_up
-            m.next_send = now + self.interval * self.rng.uniform(0.0, 0.5)
+            self._begin(m, links.get(m.name, False), now)
         return {m.name: m.healthy for m in self._members.values()}
 
     def reconfigure(self, members: Sequence[tuple[str, Iterable[str]]], fdt_ms: int,
@@ -167,11 +182,7 @@ class Detector:
             m = self._members.get(name)
             if m is None:
                 m = _Member(name, {t: TargetStats(t) for t in targets})
-                m.link_up = links.get(name, False)
-                m.link_since = now
-                m.probe = DISABLED if not m.probing else (UNKNOWN if m.link_up else FAILED)
-                m.healthy = m.link_up
-                m.next_send = now + self.interval * self.rng.uniform(0.0, 0.5)
+                self._begin(m, links.get(name, False), now)
             else:
                 m.targets = {t: m.targets.get(t) or TargetStats(t) for t in targets}
                 if not m.probing:
@@ -209,7 +220,11 @@ class Detector:
         return self._settle(self._evaluate(m, now, Cause.LINK), now)
 
     def reply(self, member: str, target: str, seq: int, now: float) -> list[Output]:
-        """A valid reply to probe ``seq`` arrived (the caller has matched it)."""
+        """A valid reply to probe ``seq`` arrived (the caller has matched it).
+
+        If it counts (it answers an outstanding probe in time), the outputs start with a
+        :class:`ProbeAnswered` carrying its round-trip time; otherwise it is worth nothing.
+        """
         self._now = now
         m = self._members.get(member)
         t = m.targets.get(target) if m else None
@@ -222,7 +237,8 @@ class Detector:
         t.answers += 1
         t.answered.add(seq)
         self._resolve(t, now)
-        return self._settle(self._evaluate(m, now, Cause.PROBE), now)
+        answered: list[Output] = [ProbeAnswered(member, target, t.rtt_ms)]
+        return answered + self._settle(self._evaluate(m, now, Cause.PROBE), now)
 
     def set_offline(self, member: str, offline: bool, now: float) -> list[Output]:
         """The administrator took the member out of service (or put it back)."""
@@ -245,7 +261,8 @@ class Detector:
                     self._seq = (self._seq + 1) & 0xFFFF
                     t.outstanding[self._seq] = now
                     t.sent += 1
-                    out.append(SendProbe(m.name, t.target, self._seq))
+                    out.append(SendProbe(m.name, t.target, self._seq,
+                                         resolve=t.lost_run >= RESOLVE_AFTER))
                 m.next_send = now + self.interval * self.rng.uniform(0.5, 1.0)
         changes: list[Output] = []
         for m in self._members.values():

@@ -1,5 +1,5 @@
 """What a configuration reload changes: a pure comparison of the running configuration with
-the file's new one, for :meth:`vnicbond.daemon.Daemon.reload` to carry out.
+the file's new one, for :meth:`vnicbond.runtime.daemon.Daemon.reload` to carry out.
 
 Owns the rule of which changes a reload may make (members, data addresses, probe targets and
 test addresses, failure detection time, announcements, failback, standby, log level) and

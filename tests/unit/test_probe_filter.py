@@ -1,4 +1,4 @@
-"""The control socket's BPF program, run on a small classic-BPF interpreter: what reaches the
+"""The probe sockets' BPF program, run on a small classic-BPF interpreter: what reaches the
 probe engine, and that floods at the test address do not."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from scapy.layers.inet6 import (
 )
 from scapy.layers.l2 import ARP, Ether
 
-from vnicbond.system.packet import control_filter
+from vnicbond.system.packet import probe_filter
 
 MAC = "02:00:00:00:00:0a"
 GROUP = "02:00:00:00:00:99"
@@ -65,15 +65,15 @@ MAC_BYTES = bytes.fromhex(MAC.replace(":", ""))
 
 
 def kinds(pkt: object, test_ip: bytes) -> set[str]:
-    """Which of the member's two control sockets ``pkt`` reaches."""
+    """Which of the member's two probe sockets ``pkt`` reaches."""
     return {kind for kind in ("replies", "questions")
-            if run_bpf(control_filter(MAC_BYTES, test_ip, kind), bytes(pkt)) > 0}
+            if run_bpf(probe_filter(MAC_BYTES, test_ip, kind), bytes(pkt)) > 0}
 
 
 def test_offsets_are_forward_and_fit_a_byte() -> None:
     for test_ip in (TEST4_PACKED, TEST6_PACKED):
         for kind in ("replies", "questions"):
-            for code, jt, jf, _k in control_filter(MAC_BYTES, test_ip, kind):
+            for code, jt, jf, _k in probe_filter(MAC_BYTES, test_ip, kind):
                 if code in (0x15, 0x45):
                     assert 0 <= jt < 256 and 0 <= jf < 256
 
@@ -141,4 +141,4 @@ def test_the_rest_is_dropped_in_the_kernel(pkt: object, test_ip: bytes) -> None:
 
 def test_an_unknown_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="kind 'both'"):
-        control_filter(MAC_BYTES, TEST4_PACKED, "both")
+        probe_filter(MAC_BYTES, TEST4_PACKED, "both")

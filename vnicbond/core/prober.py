@@ -2,7 +2,8 @@
 
 It holds what the frames need (each probing member's MAC and test address, the targets'
 MACs learned from ARP and NDP, the daemon's random token) and nothing about health: the
-:class:`vnicbond.detector.Detector` decides, this module only speaks. No sockets and no clock:
+:class:`vnicbond.core.detector.Detector` decides, this module only speaks, and the group
+engine (:mod:`vnicbond.core.engine`) joins the two. No sockets and no clock:
 :meth:`Prober.probe` returns the frames to send, :meth:`Prober.receive` the replies it matched
 and the answers to send back (ARP replies and neighbour advertisements for test addresses).
 
@@ -101,6 +102,25 @@ class Prober:
         self.ident = ident if ident is not None else int.from_bytes(os.urandom(2), "big")
         if not 0 <= self.ident <= 0xFFFF:
             raise ValueError("the ICMP identifier must fit in 16 bits")
+
+    def reconfigure(self, method: str, members: list[ProbingMember]) -> None:
+        """A reload (or a NIC back with a new MAC): probe with ``method`` from ``members``.
+
+        The token and identifier stay, so replies to probes already sent still match; a
+        member that keeps its test address keeps what it learned of its targets' MACs and
+        what it was waiting for.
+        """
+        if method not in (ICMP, ARP):
+            raise ValueError(f"unknown probe method {method!r}")
+        old = self.members
+        self.method = method
+        self.members = {m.name: m for m in members}
+        for m in members:
+            before = old.get(m.name)
+            if before is not None and before.test_ip == m.test_ip:
+                m.neighbors = before.neighbors
+                m.resolving = before.resolving
+                m.last_seq = before.last_seq
 
     def probe(self, member: str, target: str, seq: int, resolve: bool = False) -> list[bytes]:
         """The frames that make probe ``seq`` from ``member`` to ``target``.

@@ -1,7 +1,8 @@
 """Which member carries the group's traffic, and which member hosts each data address.
 
 A pure state machine, no I/O and no clock: member health and administrative changes go in,
-actions (:mod:`vnicbond.model`) come out. It is the one place that changes a member's state,
+actions (:mod:`vnicbond.core.model`) come out; the group engine (:mod:`vnicbond.core.engine`)
+feeds it and carries its actions on. It is the one place that changes a member's state,
 and it emits an action only when something actually changed.
 
 Active-backup rules (as in in.mpathd and the bonding driver's active-backup mode):
@@ -23,7 +24,7 @@ Load-spread rules (IPMP's load spreading):
 * Every usable non-standby member is active: outbound flows spread over all of them and each
   receives for the addresses it hosts. A usable standby member becomes active only to stand
   in for a missing non-standby member, one for one.
-* Each data address is hosted by one active member (:mod:`vnicbond.placement`): spread as
+* Each data address is hosted by one active member (:mod:`vnicbond.core.placement`): spread as
   evenly as possible; the addresses of a member that leaves go to the active members with the
   fewest; a member that joins takes addresses from the fullest until no two differ by more
   than one; with ``failback: true`` an address goes home when its home member is back. Every
@@ -39,7 +40,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vnicbond.model import (
+from vnicbond.core.model import (
     Action,
     AddressMoved,
     Announce,
@@ -52,7 +53,7 @@ from vnicbond.model import (
     SetForwarding,
     SetSpread,
 )
-from vnicbond.placement import home_placement, place
+from vnicbond.core.placement import home_placement, place
 
 ACTIVE_BACKUP = "active-backup"
 LOAD_SPREAD = "load-spread"
@@ -279,17 +280,9 @@ class Group:
             actions.append(SetForwarding(new_active, rx))
         if moved:
             actions.extend(AddressMoved(a, old_active, new_active, cause) for a in self.addresses)
-        carrier = new_active is not None
-        if carrier != self.carrier:
-            actions.append(SetCarrier(carrier))
-            self.carrier = carrier
+        actions.extend(self._carrier(new_active is not None))
         # Announce last: the new member already forwards and the carrier is on.
         if (moved or cause is Cause.START) and new_active is not None and self.addresses:
             actions.append(Announce(new_active, self.addresses))
-        usable = sum(1 for m in self._members.values() if m.usable)
-        state = (GroupState.FAILED if usable == 0
-                 else GroupState.OK if usable == len(self._members) else GroupState.DEGRADED)
-        if state != self.state:
-            actions.append(GroupChanged(self.state, state, cause))
-            self.state = state
+        actions.extend(self._group_state(cause))
         return actions

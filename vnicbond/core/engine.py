@@ -1,0 +1,288 @@
+"""The group engine: every decision about one group, composed, with no I/O and no clock.
+
+It owns one group's failure detector (:mod:`vnicbond.core.detector`), its election of active
+members and address hosts (:mod:`vnicbond.core.group`), the probes' wire side
+(:mod:`vnicbond.core.prober`), the rate limit on answers for test addresses, the counters
+(failovers, address moves, probe frames by outcome), the announcement schedule, and the
+events it reports (:mod:`vnicbond.core.events`). Inputs go in, with the time:
+
+======================  ==============================================================
+input                   what it is
+======================  ==============================================================
+:meth:`start`           the members' links and MACs as found at start-up
+:meth:`link`            a member's link went up or down (a NIC that went away: down)
+:meth:`nic_back`        a new NIC took a member's name (its MAC and link)
+:meth:`probe_frames`    frames read from a member's probe sockets
+:meth:`tick`            the time reached :meth:`next_deadline`
+:meth:`set_offline`     the operator takes a member out of service or puts it back
+:meth:`reconfigure`     a reload's new configuration for the group
+======================  ==============================================================
+
+and effects come out, for the group runtime (:mod:`vnicbond.runtime.group`) to carry out in
+order: :class:`SetForwarding`/:class:`SetSpread` (the datapath's table), :class:`SetCarrier`
+(the TAP's carrier), :class:`SendAnnouncement` and :class:`SendProbeFrames` (frames to send),
+and, to be recorded, logged or measured, :class:`Event`, :class:`HealthChanged`,
+:class:`ProbeAnswered`.
+
+Rules that live here (the modules it composes hold the rest):
+
+* Health changes from one input are decided in one election (a group failure fails every
+  member at once, so traffic never hops to a member about to fail too).
+* An administrator may not take the last usable member offline.
+* A failover is a member becoming active that was not new; an address move is an address
+  leaving a member (not a first placement).
+* Announcements: ``announce.count`` rounds, ``announce.interval`` apart, the first at once.
+  In active-backup they announce the group's MAC (the active member sends with it), in load
+  spreading the hosting member's own. A new forwarding decision cancels the rounds left.
+* Answers for a test address (ARP replies, neighbour advertisements): at most
+  ``ANSWER_RATE`` a second per member, ``ANSWER_BURST`` at once.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from ipaddress import IPv4Address, IPv6Address
+
+from vnicbond.config import GroupConfig
+from vnicbond.core.detector import Detector, HealthChanged, Output, ProbeAnswered, SendProbe
+from vnicbond.core.events import Event
+from vnicbond.core.group import ACTIVE_BACKUP, Group
+from vnicbond.core.model import (
+    Action,
+    AddressMoved,
+    Announce,
+    Cause,
+    GroupChanged,
+    MemberChanged,
+    MemberState,
+    SendAnnouncement,
+    SendProbeFrames,
+    SetCarrier,
+    SetForwarding,
+    SetSpread,
+)
+from vnicbond.core.prober import Prober, ProbingMember, TokenBucket
+from vnicbond.core.targets import member_targets
+
+#: Answers for a member's test address: per second, and at once.
+ANSWER_RATE = 100.0
+ANSWER_BURST = 20.0
+#: What became of a frame read from a member's probe sockets: a matched probe reply, an
+#: ARP/NDP question for the test address answered or refused by the rate limit, or nothing
+#: (malformed, forged, stale, or not ours). ``received`` counts them all.
+FRAME_OUTCOMES = ("received", "replies", "answered", "rate_limited", "ignored")
+
+Effect = (SetForwarding | SetSpread | SetCarrier | SendAnnouncement | SendProbeFrames | Event
+          | HealthChanged | ProbeAnswered)
+
+
+class AdminRefused(Exception):
+    """An administrative request the rules refuse; the message says why, in one line."""
+
+
+class GroupEngine:
+    """One group's decisions. Every input returns the effects to carry out, in order."""
+
+    def __init__(self, cfg: GroupConfig, rng: random.Random | None = None,
+                 token: bytes | None = None, ident: int | None = None) -> None:
+        self.cfg = cfg
+        self.addresses = [str(a) for a in cfg.addresses]
+        self.group = Group(cfg.name, [(m.name, m.standby) for m in cfg.members],
+                           self.addresses, failback=cfg.failback, mode=cfg.mode)
+        self.targets = member_targets(cfg)
+        self.detector = Detector(self._detector_members(), cfg.failure_detection_time_ms, rng)
+        self.prober = Prober(cfg.probe.method, [], token, ident)
+        #: Each member's own MAC (probes and load spreading's announcements use it).
+        self.macs: dict[str, bytes] = {}
+        self.answer_limit = {m.name: TokenBucket(ANSWER_RATE, ANSWER_BURST) for m in cfg.members}
+        #: Per member: frames read from its probe sockets, by :data:`FRAME_OUTCOMES`.
+        self.frames = {m.name: dict.fromkeys(FRAME_OUTCOMES, 0) for m in cfg.members}
+        self.failovers = 0
+        self.address_moves = 0
+        #: Announcement rounds still to send: (when, member, MAC, addresses).
+        self._rounds: list[tuple[float, str, bytes, tuple[str, ...]]] = []
+
+    # -- inputs ------------------------------------------------------------------------------
+    def start(self, links: dict[str, bool], macs: dict[str, bytes], now: float) -> list[Effect]:
+        """The members' links (up or not) and own MACs as found at start-up: the first
+        election, with cause ``start``."""
+        self.macs = dict(macs)
+        self._reprobe()
+        return self._decided(self.group.start(self.detector.start(links, now)), now)
+
+    def link(self, member: str, up: bool, now: float) -> list[Effect]:
+        """``member``'s link went up or down (a NIC that went away counts as down)."""
+        return self._detected(self.detector.link(member, up, now), now)
+
+    def nic_back(self, member: str, mac: bytes, up: bool, now: float) -> list[Effect]:
+        """A new NIC (with MAC ``mac``) took ``member``'s name: probe with its MAC from now
+        on, and repair it by the usual rules."""
+        self.macs[member] = mac
+        self._reprobe()
+        return self.link(member, up, now)
+
+    def probe_frames(self, member: str, frames: Iterable[bytes], now: float) -> list[Effect]:
+        """Frames read from ``member``'s probe sockets: match the replies, answer the
+        questions for its test address (rate-limited), decide once on what changed."""
+        counts = self.frames[member]
+        bucket = self.answer_limit[member]
+        answers: list[bytes] = []
+        outputs: list[Output] = []
+        for frame in frames:
+            counts["received"] += 1
+            received = self.prober.receive(member, frame)
+            if not received.answers and not received.replies:
+                counts["ignored"] += 1
+            for answer in received.answers:
+                if bucket.take(now):
+                    counts["answered"] += 1
+                    answers.append(answer)
+                else:
+                    counts["rate_limited"] += 1
+            counts["replies"] += len(received.replies)
+            for target, seq in received.replies:
+                outputs.extend(self.detector.reply(member, target, seq, now))
+        effects: list[Effect] = [SendProbeFrames(member, tuple(answers))] if answers else []
+        return effects + self._detected(outputs, now)
+
+    def tick(self, now: float) -> list[Effect]:
+        """The time reached :meth:`next_deadline`: announcement rounds that are due, probes
+        that ran out or are due."""
+        due = [r for r in self._rounds if r[0] <= now]
+        self._rounds = [r for r in self._rounds if r[0] > now]
+        effects: list[Effect] = [SendAnnouncement(m, mac, a) for _, m, mac, a in due]
+        return effects + self._detected(self.detector.tick(now), now)
+
+    def set_offline(self, member: str, offline: bool, now: float) -> tuple[bool, list[Effect]]:
+        """Take ``member`` out of service (its traffic moves first) or put it back; returns
+        whether anything changed. Raises :class:`AdminRefused` for the last usable member."""
+        state = self.group.member_state(member)
+        if offline == (state is MemberState.OFFLINE):
+            return False, []
+        usable = (MemberState.ACTIVE, MemberState.STANDBY)
+        if offline and state in usable and not any(
+                m != member and self.group.member_state(m) in usable for m in self.group.members()):
+            raise AdminRefused(f"cannot take {member} offline: no other member of "
+                               f"{self.cfg.name} could carry its traffic")
+        effects = self._detected(self.detector.set_offline(member, offline, now), now)
+        return True, effects + self._decided(self.group.set_offline(member, offline), now)
+
+    def reconfigure(self, cfg: GroupConfig, links: dict[str, bool], macs: dict[str, bytes],
+                    now: float) -> list[Effect]:
+        """A reload: new members, addresses, targets, test addresses, FDT, announcements or
+        failback (:mod:`vnicbond.core.reload` says what may change). Members and targets that
+        stay keep what is known of them; ``links`` and ``macs`` cover every member of
+        ``cfg``. Decides once, with cause ``reload``, and reports the reload."""
+        names = [m.name for m in cfg.members]
+        self.cfg = cfg
+        self.addresses = [str(a) for a in cfg.addresses]
+        self.targets = member_targets(cfg)
+        self.macs = {m: macs[m] for m in names}
+        self.answer_limit = {m: self.answer_limit.get(m) or TokenBucket(ANSWER_RATE, ANSWER_BURST)
+                             for m in names}
+        self.frames = {m: self.frames.get(m) or dict.fromkeys(FRAME_OUTCOMES, 0) for m in names}
+        self._reprobe()
+        outputs = self.detector.reconfigure(self._detector_members(),
+                                            cfg.failure_detection_time_ms, links, now)
+        effects = self._decided(self.group.reconfigure(
+            [(m.name, m.standby) for m in cfg.members], self.addresses, cfg.failback,
+            {m: self.detector.healthy(m) for m in names}), now)
+        effects += self._detected(outputs, now)
+        effects.append(self._event("config", None, "reloaded", Cause.RELOAD))
+        return effects
+
+    # -- queries -----------------------------------------------------------------------------
+    def next_deadline(self) -> float | None:
+        """When :meth:`tick` must run next (None: nothing pending)."""
+        times = [r[0] for r in self._rounds]
+        deadline = self.detector.next_deadline()
+        if deadline is not None:
+            times.append(deadline)
+        return min(times) if times else None
+
+    def probe_address(self, member: str) -> IPv4Address | IPv6Address | None:
+        """The test address ``member`` probes from, or None if it does not probe."""
+        test = next(m.test_address for m in self.cfg.members if m.name == member)
+        return test.ip if test is not None and self.targets[member] else None
+
+    def answers_rate_limited(self) -> int:
+        """Answers for test addresses refused by the rate limit, in all."""
+        return sum(b.dropped for b in self.answer_limit.values())
+
+    # -- the composition ---------------------------------------------------------------------
+    def _detector_members(self) -> list[tuple[str, list[str]]]:
+        return [(m, [str(t) for t in ts]) for m, ts in self.targets.items()]
+
+    def _reprobe(self) -> None:
+        """The prober speaks for the members that probe now, with their current MACs."""
+        probing = []
+        for m in self.cfg.members:
+            ip = self.probe_address(m.name)
+            if ip is not None and m.name in self.macs:
+                probing.append(ProbingMember(m.name, self.macs[m.name], ip,
+                                             self.targets[m.name]))
+        self.prober.reconfigure(self.cfg.probe.method, probing)
+
+    def _detected(self, outputs: list[Output], now: float) -> list[Effect]:
+        """The detector's outputs as effects: probes as frames, every health change of this
+        input decided in one election."""
+        effects: list[Effect] = []
+        changes: dict[str, bool] = {}
+        cause: Cause | None = None
+        for out in outputs:
+            if isinstance(out, SendProbe):
+                if out.member in self.prober.members:
+                    frames = self.prober.probe(out.member, out.target, out.seq, out.resolve)
+                    effects.append(SendProbeFrames(out.member, tuple(frames)))
+            else:
+                effects.append(out)
+                if isinstance(out, HealthChanged):
+                    changes[out.member] = out.healthy
+                    cause = cause or out.cause
+        if changes:
+            assert cause is not None
+            effects += self._decided(self.group.update_health(changes, cause), now)
+        return effects
+
+    def _decided(self, actions: list[Action], now: float) -> list[Effect]:
+        """The election's actions as effects: counted, reported, announcements scheduled."""
+        effects: list[Effect] = []
+        for action in actions:
+            match action:
+                case SetForwarding() | SetSpread():
+                    self._rounds.clear()  # a newer decision supersedes rounds still to come
+                    effects.append(action)
+                case SetCarrier(on=on):
+                    effects.append(action)
+                    effects.append(self._event("carrier", None, "on" if on else "off", None))
+                case Announce(member=member, addresses=addresses):
+                    effects.extend(self._announce(member, addresses, now))
+                case MemberChanged(member=member, old=old, new=new, cause=cause):
+                    if old is not None and new is MemberState.ACTIVE:
+                        self.failovers += 1
+                    effects.append(self._event("member", member, new.value, cause,
+                                               old.value if old else None))
+                case GroupChanged(old=old, new=new, cause=cause):
+                    effects.append(self._event("group", None, new.value, cause,
+                                               old.value if old else None))
+                case AddressMoved(address=address, old=old, new=new, cause=cause):
+                    if old is not None:
+                        self.address_moves += 1
+                    effects.append(self._event("address", new, address, cause, old))
+        return effects
+
+    def _announce(self, member: str, addresses: tuple[str, ...], now: float
+                  ) -> list[Effect]:
+        """The first round now, the others scheduled ``announce.interval`` apart."""
+        count, interval = self.cfg.announce.count, self.cfg.announce.interval_ms / 1000
+        if count <= 0:
+            return []
+        mac = self.cfg.mac if self.cfg.mode == ACTIVE_BACKUP else self.macs[member]
+        self._rounds.extend((now + interval * i, member, mac, addresses)
+                            for i in range(1, count))
+        return [SendAnnouncement(member, mac, addresses)]
+
+    def _event(self, kind: str, member: str | None, state: str, cause: Cause | None,
+               old: str | None = None) -> Event:
+        return Event(self.cfg.name, kind, member, state, old, cause)

@@ -1,0 +1,64 @@
+"""Events: the changes an operator sees in ``vnicbond events``, and the log that keeps them.
+
+The group engine emits an :class:`Event` for every state change it decides (a member's state,
+the group's state, an address that moved, the carrier, a reload), with its cause. The daemon
+records each one in its :class:`EventLog` with the wall-clock time it was carried out and a
+sequence number shared by all groups, so ``events`` reads them in order across groups. The
+log is bounded: it keeps the last ``HISTORY`` records. No I/O and no clock here.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from vnicbond.core.model import Cause
+
+#: How many records the log keeps.
+HISTORY = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One change. ``kind`` is ``member``, ``group``, ``address``, ``carrier`` or ``config``;
+    ``state`` is the new state (for ``address``: the address, and ``member`` its new host);
+    ``old`` the previous one."""
+
+    group: str
+    kind: str
+    member: str | None
+    state: str
+    old: str | None
+    cause: Cause | None
+
+    def log_line(self) -> str:
+        """The change as the daemon logs it."""
+        cause = self.cause.value if self.cause else None
+        if self.kind == "address":
+            return f"{self.group}: address {self.state} moved {self.old} -> {self.member} ({cause})"
+        subject = f"member {self.member}" if self.kind == "member" else self.kind
+        old = f"{self.old} -> " if self.old else ""
+        why = f" ({cause})" if cause else ""
+        return f"{self.group}: {subject} {old}{self.state}{why}"
+
+
+class EventLog:
+    """The last ``HISTORY`` events of every group, in order, as ``events --json`` prints them."""
+
+    def __init__(self, history: int = HISTORY) -> None:
+        self._records: deque[dict[str, Any]] = deque(maxlen=history)
+        self._seq = 0
+
+    def record(self, event: Event, when: float) -> int:
+        """Add ``event``, which happened at wall-clock time ``when``; returns its number."""
+        self._seq += 1
+        self._records.append({"seq": self._seq, "time": when, "group": event.group,
+                              "kind": event.kind, "member": event.member,
+                              "state": event.state, "old": event.old,
+                              "cause": event.cause.value if event.cause else None})
+        return self._seq
+
+    def since(self, seq: int) -> list[dict[str, Any]]:
+        """The records after number ``seq``, oldest first."""
+        return [dict(r) for r in self._records if r["seq"] > seq]

@@ -1,0 +1,286 @@
+"""The daemon: lifecycle, signals, background tasks, and the operator's socket.
+
+It owns what is common to every group: start-up (privileges, recovery from a dead instance,
+the TAPs, dropping to ``--user``, the netlink link watcher) before the event loop runs, the
+loop's life (signals, the control socket, metrics, systemd notifications), background tasks,
+routing link events to the groups (:class:`vnicbond.runtime.group.GroupRuntime`), answering
+the operator's requests and orchestrating a reload. Everything it changes on the system is
+recorded as it is made and undone in :meth:`Daemon.teardown`, newest first, whatever happened.
+Decisions are the group engines' (:mod:`vnicbond.core.engine`); carrying them out is the group
+runtimes' job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from vnicbond import control
+from vnicbond.config import Config, check_system
+from vnicbond.core.engine import AdminRefused
+from vnicbond.core.events import EventLog
+from vnicbond.core.reload import needs_restart
+from vnicbond.runtime import status
+from vnicbond.runtime.group import GroupRuntime
+from vnicbond.system import privilege
+from vnicbond.system.isolation import recover_stale
+from vnicbond.system.netlink import LinkInfo, LinkWatcher
+
+log = logging.getLogger("vnicbond")
+
+
+class Stop(BaseException):
+    """Raised by the signal handler while the daemon is still setting up."""
+
+
+def state_path(config: Config, group: str) -> str:
+    """Where a group's record of changed settings lives: beside the control socket."""
+    return os.path.join(os.path.dirname(config.control.socket) or ".", f"{group}.state")
+
+
+class Daemon:
+    """Runs every configured group until told to stop."""
+
+    def __init__(self, config: Config, user: str | None = None) -> None:
+        self.config = config
+        #: Drop to this user after opening what needs root (``run --user``).
+        self.user = user
+        self.events = EventLog()
+        self.groups = [GroupRuntime(g, state_path(config, g.name), self.events, self._spawn,
+                                    self._relist) for g in config.groups]
+        self.watcher: LinkWatcher | None = None
+        self.server: control.ControlServer | None = None
+        self.started = time.time()
+        self._undo: list[Callable[[], None]] = []
+        self._reloading = False
+        self._tasks: set[asyncio.Future[Any]] = set()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def run(self) -> None:
+        """Set up, serve until SIGTERM/SIGINT, tear down. Raises on set-up failure."""
+        import uvloop
+
+        previous = {s: signal.signal(s, self._raise_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        try:
+            self.setup()
+            uvloop.run(self.serve())
+        except Stop:
+            log.info("stopped during start-up")
+        finally:
+            for s in previous:
+                signal.signal(s, signal.SIG_IGN)  # finish cleaning up whatever arrives now
+            self.teardown()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    @staticmethod
+    def _raise_stop(signum: int, frame: object) -> None:
+        raise Stop()
+
+    def setup(self) -> None:
+        """Check privileges, recover from a dead instance, create the TAPs, drop to
+        ``--user`` if asked; then isolate the members and configure the TAPs."""
+        if self.user is not None:  # an unknown user, or no root to drop from, fails first
+            privilege.resolve_user(self.user)
+            if os.geteuid() != 0:
+                raise privilege.PrivilegeError(
+                    f"--user {self.user}: only root can change user (this is uid "
+                    f"{os.geteuid()}); started unprivileged, leave --user out")
+        privilege.check()
+        for rt in self.groups:  # first: it also refuses to run beside a live instance
+            pid = recover_stale(rt.isolation.state_path)
+            if pid is not None:
+                log.warning("group %s: restored member settings left by dead instance %d",
+                            rt.name, pid)
+        check_system(self.config)
+        for rt in self.groups:
+            self._undo.append(rt.create_tap().close)
+        if self.user is not None:
+            account = privilege.resolve_user(self.user)
+            control.prepare_socket_dir(self.config.control.socket, account.pw_uid,
+                                       account.pw_gid)
+            privilege.drop_to(self.user)
+            log.info("running as %s with CAP_NET_ADMIN and CAP_NET_RAW only", account.pw_name)
+        control.prepare_socket_path(self.config.control.socket)
+        # Subscribe before reading link states, so no change between the two is missed.
+        self.watcher = LinkWatcher(self._on_link)
+        self._undo.append(self.watcher.close)
+        for rt in self.groups:
+            self._undo.append(rt.isolation.restore)
+            rt.configure_system()
+
+    def teardown(self) -> None:
+        """Undo everything :meth:`setup` did, newest first. Never raises."""
+        while self._undo:
+            undo = self._undo.pop()
+            try:
+                undo()
+            except Exception as e:  # noqa: BLE001 - keep undoing the rest
+                log.warning("cleanup step %s failed: %s", getattr(undo, "__qualname__", undo), e)
+
+    async def serve(self) -> None:
+        """The event loop's life: start the groups and the control socket, wait for a stop."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for s in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(s, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        assert self.watcher is not None
+        self.watcher.overrun = self._resync
+        loop.add_reader(self.watcher.fileno(), self.watcher.on_readable)
+        try:
+            for rt in self.groups:
+                rt.start(loop)
+            if self.config.metrics.listen is not None:
+                self._start_metrics(loop, self.config.metrics.listen)
+            self.server = control.ControlServer(self.config.control.socket, self._handle)
+            await self.server.start()
+            _notify_systemd("READY=1")
+            log.info("ready: %s", ", ".join(
+                f"{rt.name} ({len(rt.cfg.members)} members)" for rt in self.groups))
+            await stop.wait()
+            log.info("stopping")
+        finally:
+            _notify_systemd("STOPPING=1")
+            loop.remove_reader(self.watcher.fileno())
+            for rt in self.groups:
+                rt.stop()
+            if self.server is not None:
+                await self.server.close()
+
+    def _start_metrics(self, loop: asyncio.AbstractEventLoop, listen: tuple[str, int]) -> None:
+        """Serve Prometheus metrics (imported only when configured: clients stay light)."""
+        from vnicbond import metrics
+
+        rtt = metrics.RttHistogram()
+        for rt in self.groups:
+            rt.rtt = rtt
+        collector = metrics.StatusCollector(metrics.threadsafe_source(loop, self.status), rtt)
+        try:
+            stop = metrics.start_server(listen, collector.registry)
+        except OSError as e:
+            raise RuntimeError(f"metrics: cannot listen on {listen[0]}:{listen[1]}: "
+                               f"{e.strerror or e}") from None
+        self._undo.append(stop)
+        log.info("metrics on http://%s:%d/metrics", *listen)
+
+    # -- background tasks and link events -------------------------------------------------------
+    def _spawn(self, aw: Awaitable[Any]) -> None:
+        """Run a background task the daemon keeps a reference to until it ends."""
+        task = asyncio.ensure_future(aw)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Future[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed: %r", task.exception())
+
+    def _relist(self) -> None:
+        """Ask netlink for every link's state again (the replies arrive as link events)."""
+        if self.watcher is not None:
+            self.watcher.request_dump()
+
+    def _on_link(self, info: LinkInfo, deleted: bool) -> None:
+        for rt in self.groups:
+            rt.on_link(info, deleted)
+
+    def _resync(self) -> None:
+        """Link events were lost (the netlink queue overflowed): re-read every link, and look
+        for members whose NIC went away, which a dump cannot report."""
+        log.warning("link events overflowed; re-reading every link")
+        self._relist()
+        for rt in self.groups:
+            self._spawn(rt.recheck())
+
+    # -- the operator's requests ----------------------------------------------------------------
+    async def _handle(self, request: dict[str, Any]) -> Any:
+        cmd = request["cmd"]
+        if cmd == "status":
+            return self.status()
+        if cmd == "events":
+            since = request.get("since", 0)
+            if not isinstance(since, int):
+                raise control.CommandError("events: 'since' must be an integer")
+            return self.events.since(since)
+        if cmd in ("offline", "online"):
+            return self._admin(request.get("member"), offline=cmd == "offline")
+        if cmd == "reload":
+            return await self.reload()
+        raise control.CommandError(f"unknown command {cmd!r}")
+
+    def status(self) -> dict[str, Any]:
+        """The status document (see :mod:`vnicbond.runtime.status`)."""
+        return status.document(os.getpid(), self.started, self.groups)
+
+    def _admin(self, member: object, offline: bool) -> dict[str, Any]:
+        """Take a member out of service (moving its traffic first) or put it back."""
+        rt = next((g for g in self.groups if isinstance(member, str) and member in g.members),
+                  None)
+        if rt is None:
+            raise control.CommandError(f"no member {member!r} in any group")
+        assert isinstance(member, str)
+        try:
+            changed = rt.set_offline(member, offline)
+        except AdminRefused as e:
+            raise control.CommandError(str(e)) from None
+        return {"member": member, "state": rt.engine.group.member_state(member).value,
+                "changed": changed}
+
+    def _on_sighup(self) -> None:
+        async def run() -> None:
+            try:
+                await self.reload()
+            except control.CommandError as e:
+                log.error("reload refused: %s", e)
+
+        self._spawn(run())
+
+    async def reload(self) -> dict[str, Any]:
+        """Re-read the configuration and apply what changed, without recreating the TAP.
+
+        An invalid file, or a change that needs a restart (groups, mode, MAC, MTU, routes, the
+        control socket, metrics), is refused with one line and nothing changes.
+        """
+        from vnicbond.config import ConfigError, load_config
+
+        if self._reloading:
+            raise control.CommandError("reload: another reload is in progress")
+        try:
+            new = load_config(self.config.path)
+            check_system(new)
+        except ConfigError as e:
+            raise control.CommandError(str(e)) from None
+        refusal = needs_restart(self.config, new)
+        if refusal:
+            raise control.CommandError(f"reload: changing {refusal} needs a restart; "
+                                       "nothing changed")
+        self._reloading = True
+        try:
+            changes = {}
+            for rt, cfg in zip(self.groups, new.groups, strict=True):
+                changes[cfg.name] = await rt.reload(cfg)
+            self.config = new
+            logging.getLogger().setLevel(new.log_level.upper())
+        finally:
+            self._reloading = False
+        return changes
+
+
+def _notify_systemd(state: str) -> None:
+    """Tell systemd (Type=notify) about our state, if it is listening."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return
+    if path.startswith("@"):
+        path = "\0" + path[1:]
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.sendto(state.encode(), path)

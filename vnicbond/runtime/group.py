@@ -1,0 +1,318 @@
+"""One group at run time: its engine's effects carried out on the TAP, the datapath and the wire.
+
+A :class:`GroupRuntime` owns one group's TAP, datapath, members (:mod:`vnicbond.runtime.member`),
+isolation (:mod:`vnicbond.system.isolation`) and its one timer, and feeds its engine
+(:class:`vnicbond.core.engine.GroupEngine`) with what happens: link changes, probe frames, the
+timer, admin requests, reloads. Whatever the engine returns is carried out by :meth:`apply`, in
+order, and the timer is re-armed at the engine's next deadline. It also handles the group's
+NIC hot-plug (a member's NIC deleted, renamed, moved away, or a new NIC taking its name) and
+the system side of a reload (members opened and closed, addresses changed).
+
+It decides nothing: every rule lives in the engine. The daemon (:mod:`vnicbond.runtime.daemon`)
+creates it, routes link events to it and runs its background tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from vnicbond.config import GroupConfig
+from vnicbond.core.detector import HealthChanged, ProbeAnswered
+from vnicbond.core.engine import Effect, GroupEngine
+from vnicbond.core.events import Event, EventLog
+from vnicbond.core.model import (
+    SendAnnouncement,
+    SendProbeFrames,
+    SetCarrier,
+    SetForwarding,
+    SetSpread,
+)
+from vnicbond.core.reload import group_changes
+from vnicbond.datapath import Datapath
+from vnicbond.runtime.member import Member
+from vnicbond.system import netlink
+from vnicbond.system.isolation import Isolation, IsolationError
+from vnicbond.system.netlink import LinkInfo
+from vnicbond.system.tap import Tap
+from vnicbond.wire.announce import announcement
+from vnicbond.wire.mac import format_mac
+
+log = logging.getLogger("vnicbond")
+
+Spawn = Callable[[Awaitable[Any]], None]
+
+
+class GroupRuntime:
+    """One group's live objects and the glue between them and its engine."""
+
+    def __init__(self, cfg: GroupConfig, state_file: str, events: EventLog, spawn: Spawn,
+                 relist: Callable[[], None]) -> None:
+        """``spawn`` runs a background task for the group; ``relist`` asks netlink to report
+        every link again."""
+        self.cfg = cfg
+        self.engine = GroupEngine(cfg)
+        self.events = events
+        self.members = {m.name: Member(m.name, cfg.name) for m in cfg.members}
+        self.isolation = Isolation(cfg.name, [m.name for m in cfg.members], state_file)
+        self.tap: Tap | None = None
+        self.datapath: Datapath | None = None
+        #: metrics.RttHistogram when metrics are on: fed with every counted probe reply.
+        self.rtt: Any = None
+        self._spawn = spawn
+        self._relist = relist
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
+        #: Packed data address -> its text form, for the datapath's lookups.
+        self._packed = {a.ip.packed: str(a) for a in cfg.addresses}
+        #: Isolation changes run in worker threads, one at a time and in the order asked
+        #: (a NIC's release must not land after its successor's adoption).
+        self._isolating = asyncio.Lock()
+
+    @property
+    def name(self) -> str:
+        """The group's (and its TAP's) name."""
+        return self.cfg.name
+
+    # -- before the event loop -----------------------------------------------------------------
+    def create_tap(self) -> Tap:
+        """Create the group's TAP: the one step that may need root's access to /dev/net/tun."""
+        try:
+            self.tap = Tap(self.cfg.name, self.cfg.mac, self.cfg.mtu)
+        except OSError as e:
+            hint = ""
+            if e.errno in (errno.EACCES, errno.EPERM) and os.geteuid() != 0:
+                hint = (f" (uid {os.geteuid()} may not open /dev/net/tun: make it accessible, "
+                        "as most distributions do with mode 0666, or start as root with "
+                        "--user NAME)")
+            raise RuntimeError(f"group {self.cfg.name}: cannot create TAP device: "
+                               f"{e.strerror or e}{hint}") from None
+        return self.tap
+
+    def configure_system(self) -> None:
+        """Isolate the members, bring the TAP up with its addresses and routes, and read the
+        members' links (synchronous netlink: before the loop runs)."""
+        cfg = self.cfg
+        assert self.tap is not None
+        self.isolation.apply()
+        self.tap.up()
+        routes = [(str(r.to), str(r.via) if r.via else None) for r in cfg.routes]
+        netlink.configure_addresses(cfg.name, cfg.addresses, routes)
+        for member in self.members.values():
+            member.link = netlink.get_link(member.name)
+
+    # -- in the event loop -----------------------------------------------------------------------
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Open the members, start forwarding, make the first election, arm the timer."""
+        assert self.tap is not None
+        self._loop = loop
+        self.datapath = Datapath(loop, self.tap.fd, self.cfg.mac, self.cfg.mtu)
+        for m in self.cfg.members:
+            self._open(self.members[m.name])
+        self.datapath.start()
+        self._warm_announcements()
+        links = {name: m.up for name, m in self.members.items()}
+        macs = {name: m.mac for name, m in self.members.items()}
+        self.apply(self.engine.start(links, macs, time.monotonic()))
+
+    def stop(self) -> None:
+        """Stop the timer, close every member, stop forwarding. Never raises."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for member in self.members.values():
+            member.close()
+        if self.datapath is not None:
+            self.datapath.stop()
+
+    def _open(self, member: Member) -> None:
+        assert self._loop is not None and self.datapath is not None
+        cfg = next(m for m in self.cfg.members if m.name == member.name)
+        member.configure(cfg.test_address.ip if cfg.test_address else None,
+                         self.engine.probe_address(member.name))
+        member.open(self._loop, self.datapath, self.cfg.mac, self._on_probe_frames)
+
+    def _configure_members(self) -> None:
+        """Each member's test address and probing as the engine now has them."""
+        for m in self.cfg.members:
+            self.members[m.name].configure(m.test_address.ip if m.test_address else None,
+                                           self.engine.probe_address(m.name))
+
+    def _warm_announcements(self) -> None:
+        """Build every announcement now (and import scapy), not in the middle of a failover."""
+        for address in self.engine.addresses:
+            for mac in (self.cfg.mac, *(m.mac for m in self.members.values() if m.mac)):
+                announcement(mac, address)
+
+    # -- the engine's inputs and effects -------------------------------------------------------
+    def apply(self, effects: list[Effect]) -> None:
+        """Carry out the engine's effects in order, then re-arm the timer."""
+        assert self.datapath is not None and self.tap is not None
+        for effect in effects:
+            match effect:
+                case SetForwarding(tx=tx, rx=rx):
+                    self.datapath.set_forwarding(tx, rx)
+                case SetSpread(active=active, hosts=hosts):
+                    by_text = dict(hosts)
+                    self.datapath.set_spread(active, {ip: by_text[text]
+                                                      for ip, text in self._packed.items()})
+                case SetCarrier(on=on):
+                    self.tap.set_carrier(on)
+                case SendAnnouncement(member=member, mac=mac, addresses=addresses):
+                    for address in addresses:
+                        self.datapath.send_frame(member, announcement(mac, address))
+                case SendProbeFrames(member=member, frames=frames):
+                    self.members[member].send_probe_frames(frames)
+                case Event():
+                    self.events.record(effect, time.time())
+                    log.info("%s", effect.log_line())
+                case HealthChanged(member=member, healthy=healthy, reason=reason):
+                    log.info("%s: member %s %s: %s", self.name, member,
+                             "healthy" if healthy else "unhealthy", reason)
+                case ProbeAnswered(member=member, target=target, rtt_ms=rtt_ms):
+                    if self.rtt is not None:
+                        self.rtt.observe(self.name, member, target, rtt_ms)
+        self._arm()
+
+    def _arm(self) -> None:
+        """Keep exactly one timer, at the engine's next deadline."""
+        deadline = self.engine.next_deadline()
+        if deadline == self._deadline and self._timer is not None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._deadline = deadline
+        if deadline is not None and self._loop is not None:
+            # The engine's clock is time.monotonic() (the loop's has only milliseconds).
+            delay = max(0.0, deadline - time.monotonic())
+            self._timer = self._loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = self._deadline = None
+        self.apply(self.engine.tick(time.monotonic()))
+
+    def _on_probe_frames(self, member: str, frames: list[bytes]) -> None:
+        self.apply(self.engine.probe_frames(member, frames, time.monotonic()))
+
+    def set_offline(self, member: str, offline: bool) -> bool:
+        """The operator's ``offline``/``online``; returns whether anything changed. Raises
+        :class:`vnicbond.core.engine.AdminRefused`."""
+        changed, effects = self.engine.set_offline(member, offline, time.monotonic())
+        self.apply(effects)
+        return changed
+
+    # -- NIC hot-plug ----------------------------------------------------------------------------
+    def on_link(self, info: LinkInfo, deleted: bool) -> None:
+        """A link event. Members are known by the index of the NIC that carries their name:
+        their sockets are bound to that device. If it is deleted, moved to another namespace
+        or renamed, the member fails like a pulled cable; a NIC that then takes the member's
+        name (created, renamed or moved in) is isolated and taken back through the normal
+        repair path."""
+        member = next((m for m in self.members.values()
+                       if m.link is not None and m.link.index == info.index), None)
+        if member is not None:
+            if not deleted and info.name == member.name:
+                up = member.up
+                member.link = info
+                if info.up != up:
+                    log.debug("link %s: %s", member.name, "up" if info.up else "down")
+                    self.apply(self.engine.link(member.name, info.up, time.monotonic()))
+                return
+            self._nic_gone(member, None if deleted else info.name)
+        if deleted:
+            return
+        named = self.members.get(info.name)
+        if named is not None and named.link is None and not named.attaching:
+            self._spawn(self._nic_back(named))
+
+    def _nic_gone(self, member: Member, now_called: str | None) -> None:
+        """The member's NIC was deleted, moved away or renamed: fail it, close its sockets."""
+        how = f"renamed to {now_called}" if now_called else "removed or moved to another namespace"
+        log.warning("%s: member %s's NIC was %s; the member is failed until a NIC of that "
+                    "name appears", self.name, member.name, how)
+        member.link = None
+        member.close()
+        self.apply(self.engine.link(member.name, False, time.monotonic()))
+        self._spawn(self._isolate(self.isolation.release, member.name, now_called))
+
+    async def _nic_back(self, member: Member) -> None:
+        """Take back a member whose name a new NIC took: isolate it, open it, and hand its
+        link to the engine, which repairs the member by the usual rules."""
+        loop = asyncio.get_running_loop()
+        member.attaching = True
+        try:
+            await self._isolate(self.isolation.adopt, member.name)
+            info = await loop.run_in_executor(None, netlink.get_link, member.name)
+            if info is None or self.members.get(member.name) is not member:
+                raise IsolationError("it went away again")
+            self._open(member)
+            member.link = info
+            log.warning("%s: member %s is back on a new NIC (index %d, %s)", self.name,
+                        member.name, info.index, format_mac(member.mac))
+            self.apply(self.engine.nic_back(member.name, member.mac, info.up, time.monotonic()))
+        except (OSError, IsolationError) as e:
+            log.warning("%s: cannot take member %s back: %s", self.name, member.name,
+                        getattr(e, "strerror", None) or e)
+            member.close()
+        finally:
+            member.attaching = False
+        # Link changes that arrived while we worked were not ours yet: read them all again.
+        self._relist()
+
+    async def recheck(self) -> None:
+        """Link events were lost: find members whose NIC went away (a dump cannot say)."""
+        loop = asyncio.get_running_loop()
+        for member in list(self.members.values()):
+            known = member.link
+            if known is None:
+                continue
+            info = await loop.run_in_executor(None, netlink.get_link, member.name)
+            if member.link is not known:
+                continue  # an event about it arrived meanwhile: that one is newer
+            if info is None or info.index != known.index:
+                self.on_link(known, deleted=True)  # as the lost event would have
+                if info is not None:
+                    self.on_link(info, deleted=False)
+
+    async def _isolate(self, fn: Callable[..., None], *args: str | None) -> None:
+        """Run one isolation change off the event loop, after those asked for before it."""
+        async with self._isolating:
+            await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    # -- reload ----------------------------------------------------------------------------------
+    async def reload(self, cfg: GroupConfig) -> dict[str, list[str]]:
+        """Apply a new configuration of this group (the daemon has checked that a reload may
+        make every change): members and addresses on the system, then the engine."""
+        loop = asyncio.get_running_loop()
+        changes = group_changes(self.cfg, cfg)
+        # Status may be asked for between the steps: the members stay those of self.cfg until
+        # both change together.
+        for name in changes.members_removed:
+            self.members[name].remove()
+            await self._isolate(self.isolation.remove_member, name)
+        added = {}
+        for name in changes.members_added:
+            await self._isolate(self.isolation.add_member, name)
+            member = added[name] = Member(name, cfg.name)
+            member.link = await loop.run_in_executor(None, netlink.get_link, name)
+            assert self._loop is not None and self.datapath is not None
+            member.open(self._loop, self.datapath, cfg.mac, self._on_probe_frames)
+        await loop.run_in_executor(None, netlink.change_addresses, cfg.name,
+                                   changes.addresses_added, changes.addresses_removed)
+        self.cfg = cfg
+        self._packed = {a.ip.packed: str(a) for a in cfg.addresses}
+        self.members = {m.name: self.members.get(m.name) or added[m.name] for m in cfg.members}
+        links = {name: m.up for name, m in self.members.items()}
+        macs = {name: m.mac for name, m in self.members.items()}
+        effects = self.engine.reconfigure(cfg, links, macs, time.monotonic())
+        self._configure_members()
+        self._warm_announcements()
+        self.apply(effects)
+        return changes.summary()

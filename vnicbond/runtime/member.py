@@ -1,0 +1,162 @@
+"""One member NIC at run time: the one home of its sockets, MAC, link and drop totals.
+
+A :class:`Member` owns the member's data socket (handed to the datapath, which reads it and
+counts its frames), its two probe sockets when it probes (read here, their frames handed to the
+group runtime), the MAC of the NIC it is bound to, the last link state netlink reported, and
+the frames the kernel dropped at its probe sockets. Opening and closing are written here once:
+:meth:`Member.open` at start, on a reload that adds the member and when a new NIC takes its
+name; :meth:`Member.close` when its NIC goes away, a reload removes it, and at stop.
+
+It decides nothing: what to open and when comes from the group runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable
+from ipaddress import IPv4Address, IPv6Address
+
+from vnicbond.datapath import Datapath
+from vnicbond.system.netlink import LinkInfo
+from vnicbond.system.packet import ProbeSockets, open_member_socket
+
+log = logging.getLogger("vnicbond")
+
+#: Frames drained from a probe socket per readiness callback.
+PROBE_BATCH = 32
+
+IPAddress = IPv4Address | IPv6Address
+#: Called with (member, frames) for frames read from a member's probe sockets.
+FrameHandler = Callable[[str, list[bytes]], None]
+
+
+class Member:
+    """One member's live resources."""
+
+    def __init__(self, name: str, group: str) -> None:
+        self.name = name
+        self.group = group
+        #: The NIC's link as netlink last reported it; None while no NIC has the name.
+        self.link: LinkInfo | None = None
+        #: The NIC's own MAC (known once the member was opened; kept after it closes).
+        self.mac = b""
+        #: A new NIC took the member's name and is being taken back.
+        self.attaching = False
+        self.sock: socket.socket | None = None
+        self.probe: ProbeSockets | None = None
+        self._test_ip: IPAddress | None = None
+        self._probe_ip: IPAddress | None = None
+        self._probe_kernel = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._datapath: Datapath | None = None
+        self._on_frames: FrameHandler | None = None
+
+    @property
+    def up(self) -> bool:
+        """Whether its NIC is there and can pass frames."""
+        return self.link is not None and self.link.up
+
+    def open(self, loop: asyncio.AbstractEventLoop, datapath: Datapath, group_mac: bytes,
+             on_frames: FrameHandler) -> None:
+        """Open the data socket on the NIC now called by the member's name (asking it to
+        accept ``group_mac``), hand it to the datapath, and open the probe sockets if the
+        member probes. Raises OSError if the NIC cannot be opened."""
+        sock = open_member_socket(self.name, group_mac)
+        self.sock = sock
+        self.mac = sock.getsockname()[4]
+        self._loop, self._datapath, self._on_frames = loop, datapath, on_frames
+        if self.name in datapath.ports:  # a new NIC under the member's name
+            datapath.attach(self.name, sock, self.mac)
+            datapath.set_test_ip(self.name, _packed(self._test_ip))
+        else:
+            datapath.add_port(self.name, sock, self.mac, _packed(self._test_ip))
+        self._open_probe()
+
+    def configure(self, test_ip: IPAddress | None, probe_ip: IPAddress | None) -> None:
+        """The member's test address (frames for it belong to the daemon, not the TAP) and
+        the address it probes from (None: it does not probe): open, re-filter or close the
+        probe sockets to match (while the member is open)."""
+        self._test_ip, self._probe_ip = test_ip, probe_ip
+        if self.sock is None or self._datapath is None:
+            return
+        self._datapath.set_test_ip(self.name, _packed(test_ip))
+        if probe_ip is None:
+            self._close_probe()
+        elif self.probe is not None:
+            self.probe.refilter(self.mac, probe_ip.packed)
+        else:
+            self._open_probe()
+
+    def close(self) -> None:
+        """Stop reading and close every socket (the datapath's port keeps its counters and
+        the socket's last count of kernel drops). Never raises."""
+        dp = self._datapath
+        port = dp.ports.get(self.name) if dp is not None else None
+        if dp is not None and port is not None and self.sock is not None:
+            port.poll_kernel()
+            dp.detach(self.name)
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        self._close_probe()
+
+    def remove(self) -> None:
+        """A reload removed the member: close it and drop its datapath port."""
+        self.close()
+        if self._datapath is not None:
+            self._datapath.remove_port(self.name)
+
+    def send_probe_frames(self, frames: tuple[bytes, ...]) -> None:
+        """Send control frames out of the probe socket (lost, as on a down link, if the
+        member has none now)."""
+        if self.probe is None:
+            return
+        for frame in frames:
+            with contextlib.suppress(OSError):
+                self.probe.replies.send(frame)
+
+    def probe_kernel_drops(self) -> int:
+        """Frames the kernel dropped at the probe sockets (their queue was full), in all."""
+        if self.probe is not None:
+            self._probe_kernel += self.probe.kernel_drops()
+        return self._probe_kernel
+
+    # -- probe sockets -----------------------------------------------------------------------
+    def _open_probe(self) -> None:
+        if self._probe_ip is None or self.probe is not None or self._loop is None:
+            return
+        try:
+            self.probe = ProbeSockets(self.name, self.mac, self._probe_ip.packed)
+        except OSError as e:
+            log.warning("%s: member %s: cannot open its probe sockets: %s", self.group,
+                        self.name, e.strerror or e)
+            return
+        for sock in self.probe:
+            self._loop.add_reader(sock.fileno(), self._on_probe_ready, sock)
+
+    def _close_probe(self) -> None:
+        if self.probe is None:
+            return
+        if self._loop is not None:
+            for sock in self.probe:
+                self._loop.remove_reader(sock.fileno())
+        self.probe_kernel_drops()  # the last count goes with the sockets
+        self.probe.close()
+        self.probe = None
+
+    def _on_probe_ready(self, sock: socket.socket) -> None:
+        frames = []
+        for _ in range(PROBE_BATCH):
+            try:
+                frames.append(sock.recv(4096))
+            except OSError:  # drained; or ENETDOWN once as the link goes (netlink says more)
+                break
+        if frames and self._on_frames is not None:
+            self._on_frames(self.name, frames)
+
+
+def _packed(ip: IPAddress | None) -> bytes | None:
+    return ip.packed if ip is not None else None

@@ -1,0 +1,71 @@
+"""The status document (``vnicbond status --json``, and the metrics built from it).
+
+One function per level, each a table of what the running objects already know: the engine's
+decisions and counters, each member's link, MAC and probe sockets, the datapath's counters.
+The document's fields are a contract with users (README's "Status", docs/reference.md):
+change them only with the docs. Reading it changes nothing but the kernel-drop totals, which
+are brought up to date.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from vnicbond.runtime.group import GroupRuntime
+from vnicbond.wire.mac import format_mac
+
+
+def group_status(rt: GroupRuntime, now: float) -> dict[str, Any]:
+    """One group's entry in the status document; ``now`` on the engine's clock."""
+    engine, dp = rt.engine, rt.datapath
+    share = dp.flow_table.share() if dp else {}
+    members = []
+    for m in rt.cfg.members:
+        member = rt.members[m.name]
+        port = dp.ports.get(m.name) if dp else None
+        counters = port.counters() if port else {}
+        members.append({
+            "name": m.name,
+            "state": engine.group.member_state(m.name).value,
+            "link": "up" if member.up else "down",
+            "probe": engine.detector.probe_state(m.name),
+            "reason": engine.detector.reason(m.name, now),
+            "standby": m.standby,
+            "mac": format_mac(member.mac),
+            "flows": len(port.flows) if port else 0,
+            "flow_buckets": share.get(m.name, 0),
+            "test_address": str(m.test_address) if m.test_address else None,
+            # The frames on the member's probe sockets by outcome ("control" for users).
+            "control": {**engine.frames[m.name], "kernel": member.probe_kernel_drops()},
+            **counters,
+        })
+    group = engine.group
+    hosts = group.address_hosts()
+    return {
+        "name": rt.cfg.name,
+        "mode": rt.cfg.mode,
+        "state": group.state.value if group.state else "failed",
+        "carrier": bool(group.carrier),
+        "fdt_ms": rt.cfg.failure_detection_time_ms,
+        "failback": rt.cfg.failback,
+        "active": group.active,
+        "failovers": engine.failovers,
+        "address_moves": engine.address_moves,
+        "tap_dropped": dp.tap_dropped if dp else 0,
+        "tap_drops": dict(dp.tap_drops) if dp else {},
+        "members": members,
+        "addresses": [{"address": a, "member": hosts[a]} for a in engine.addresses],
+        "targets": [
+            {"member": m.name, "target": t.target, "rtt_ms": t.rtt_ms, "lost": t.lost,
+             "sent": t.sent}
+            for m in rt.cfg.members for t in engine.detector.targets(m.name)],
+        "answers_rate_limited": engine.answers_rate_limited(),
+    }
+
+
+def document(pid: int, started: float, groups: list[GroupRuntime]) -> dict[str, Any]:
+    """The whole status document; ``started`` is the daemon's start in wall-clock time."""
+    now = time.monotonic()
+    return {"pid": pid, "uptime_s": round(time.time() - started, 3),
+            "groups": [group_status(rt, now) for rt in groups]}
