@@ -4,7 +4,7 @@ This module owns
 
 * :class:`StatusCollector`, a ``prometheus_client`` custom collector that builds every family
   afresh on each scrape from a callable returning :meth:`vnicbond.runtime.daemon.Daemon.status`'s
-  document (per member: packet, byte and drop counters, drops by reason, control-socket
+  document (per member: packet, byte and drop counters, drops by reason, probe-socket
   frames by outcome, state, link, probe state; per probe
   target: probes sent and lost; per group: state, carrier, failovers, address moves), and
   registers itself on its own :class:`~prometheus_client.CollectorRegistry`, never the global
@@ -191,7 +191,7 @@ class StatusCollector(Collector):
             labels=["group", "reason"])
         control = CounterMetricFamily(
             f"{PREFIX}_control_frames",
-            "Frames on a member's control socket (probe replies, ARP/NDP for its test "
+            "Frames on a member's probe sockets (probe replies, ARP/NDP for its test "
             "address), by what became of them.",
             labels=[*m_labels, "outcome"])
 
