@@ -11,7 +11,7 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop
 from scapy.layers.l2 import ARP, Ether
 
-from vnicbond.flowhash import FlowTable, flow_hash, flow_key
+from vnicbond.datapath.flowhash import FlowTable, flow_hash, flow_key
 
 FLOWS = 10_000
 

@@ -6,8 +6,9 @@ What they protect:
 - :func:`vnicbond.wire.probe.parse_control` never raises, refuses frames cut short at any
   length, ignores Ethernet padding, and refuses any single-byte change that a checksum or a
   fixed field (hop limit, ARP hardware/protocol types) covers.
-- :func:`vnicbond.flowhash.flow_key` never raises and depends only on the bytes of the frame it
-  is given (``buf[start:end]``), whatever the IPv4 header length or IPv6 next header says.
+- :func:`vnicbond.datapath.flowhash.flow_key` never raises and depends only on the bytes of
+  the frame it is given (``buf[start:end]``), whatever the IPv4 header length or IPv6 next
+  header says.
 - :meth:`vnicbond.core.prober.Prober.receive` counts a reply only for a correctly matching echo
   reply (or, probing by ARP, the answer to the last request): a change to any byte of the
   token, sequence number, identifier, destination MAC or destination address makes it count
@@ -30,7 +31,7 @@ import pytest
 
 from tests.unit.conftest import deadline
 from vnicbond.core.prober import ARP, ICMP, TOKEN_LEN, Prober, ProbingMember, Received, TokenBucket
-from vnicbond.flowhash import flow_hash, flow_key
+from vnicbond.datapath.flowhash import flow_hash, flow_key
 from vnicbond.wire import probe as wire
 from vnicbond.wire.probe import (
     Arp,

@@ -24,7 +24,7 @@ import io
 import os
 import socket
 
-from vnicbond.flowhash import FlowTable, flow_hash
+from vnicbond.datapath.flowhash import FlowTable, flow_hash
 from vnicbond.system.packet import kernel_drops
 from vnicbond.wire.vnet import GSO_UDP_L4, VNET_HDR_LEN, ZERO_VNET_HDR
 
