@@ -4,21 +4,20 @@ The package owns the per-frame path and nothing else; what it forwards where is 
 elsewhere and handed to :class:`Datapath` as a forwarding table. Its modules:
 
 - :mod:`~vnicbond.datapath.forwarder`: :class:`Datapath`, the forwarder itself.
+- :mod:`~vnicbond.datapath.port`: a member's :class:`Port`, its counters and drop reasons.
 - :mod:`~vnicbond.datapath.flowhash`: flow -> member, for load spreading.
 
 Everything other code imports from the datapath is re-exported here.
 """
 
-from vnicbond.datapath.forwarder import (
-    BATCH,
-    BUFFER_SIZE,
+from vnicbond.datapath.forwarder import BATCH, BUFFER_SIZE, Datapath
+from vnicbond.datapath.port import (
     MIN_SEGMENT,
     RX_ERRORS,
     RX_FILTERED,
     RX_REASONS,
     TAP_REASONS,
     TX_REASONS,
-    Datapath,
     Port,
     tx_reason,
     wire_packets,
