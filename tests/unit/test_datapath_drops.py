@@ -41,6 +41,7 @@ from vnicbond.datapath import (
     tx_reason,
     wire_packets,
 )
+from vnicbond.datapath.ndp import neighbor_discovery
 from vnicbond.wire.vnet import (
     F_NEEDS_CSUM,
     GSO_ECN,
@@ -976,7 +977,7 @@ def test_lying_neighbor_discovery_from_the_host(rig: Rig) -> None:
 
 
 def test_neighbor_discovery_parser_stays_inside_the_frame(rig: Rig) -> None:
-    """_neighbor_discovery on random buffers of their exact length (a read past the end would
+    """neighbor_discovery on random buffers of their exact length (a read past the end would
     raise): it always ends, returns an active member, and never resizes the buffer."""
     rng = random.Random(1234)
     rig.set_mode("load-spread")
@@ -991,7 +992,7 @@ def test_neighbor_discovery_parser_stays_inside_the_frame(rig: Rig) -> None:
                 at = rng.randrange(ICMP6 + 8, n + 1)
                 buf[at:at + 8] = (bytes((rng.choice((1, 2)), rng.choice((0, 1, 1, 2))))
                                   + GROUP_MAC)[:n - at]
-            port = rig.dp._neighbor_discovery(buf, n)
+            port = neighbor_discovery(buf, n, rig.dp.host_ports, rig.dp.first_port, GROUP_MAC)
             assert port in active
             assert len(buf) == n
 

@@ -6,6 +6,9 @@ elsewhere and handed to :class:`Datapath` as a forwarding table. Its modules:
 - :mod:`~vnicbond.datapath.forwarder`: :class:`Datapath`, the forwarder itself.
 - :mod:`~vnicbond.datapath.port`: a member's :class:`Port`, its counters and drop reasons.
 - :mod:`~vnicbond.datapath.flowhash`: flow -> member, for load spreading.
+- :mod:`~vnicbond.datapath.ndp`: neighbour discovery from the host in load spreading: the
+  member it leaves by and the MAC it names.
+- :mod:`~vnicbond.datapath.offsets`: where in a frame the loops read.
 
 Everything other code imports from the datapath is re-exported here.
 """

@@ -1,8 +1,11 @@
 """The forwarder: moves frames between the TAP and the member packet sockets.
 
-It owns the per-frame path and nothing else. It reads a forwarding table that the daemon sets
-(:meth:`Datapath.set_forwarding`: which member transmits, which members may deliver to the TAP)
-and decides nothing itself. Every frame carries its 10-byte virtio-net header from the reader
+It owns the per-frame loops of both modes (active-backup and load spreading) and the
+forwarding table they follow, which the daemon sets (:meth:`Datapath.set_forwarding`,
+:meth:`Datapath.set_spread`: which member transmits, which members may deliver to the TAP); it
+decides nothing itself. A member's counters and drop reasons live in
+:mod:`vnicbond.datapath.port`, the rewrite of neighbour discovery in load spreading in
+:mod:`vnicbond.datapath.ndp`. Every frame carries its 10-byte virtio-net header from the reader
 to the writer untouched, so TCP super-frames and partial checksums cross whole and the kernel
 segments or finishes them on the way out.
 
@@ -24,6 +27,8 @@ import os
 import socket
 
 from vnicbond.datapath.flowhash import FlowTable, flow_hash
+from vnicbond.datapath.ndp import neighbor_discovery
+from vnicbond.datapath.offsets import ARP_SHA, ARP_SPA, ARP_TPA, DST, ICMP6, IP6_DST, L3, SRC, TYPE
 from vnicbond.datapath.port import MAX_FLOWS, TAP_REASONS, Port, tx_reason, wire_packets
 from vnicbond.wire.vnet import VNET_HDR_LEN, ZERO_VNET_HDR
 
@@ -33,25 +38,15 @@ BATCH = 64
 BUFFER_SIZE = 10 + 14 + 65535 + 64
 _MSG_TRUNC = socket.MSG_TRUNC  # recv returns the frame's real length, so a cut is seen
 
-#: Offsets of the destination and source MAC behind the virtio-net header.
-_DST = VNET_HDR_LEN
-_SRC = VNET_HDR_LEN + 6
-_TYPE = VNET_HDR_LEN + 12
-_L3 = VNET_HDR_LEN + 14
-#: ARP sender hardware and protocol address; ARP target protocol address.
-_ARP_SHA = _L3 + 8
-_ARP_SPA = _L3 + 14
-_ARP_TPA = _L3 + 24
-#: IPv6 source and destination; the ICMPv6 header of an IPv6 packet with no extension header.
-_IP6_SRC = _L3 + 8
-_IP6_DST = _L3 + 24
-_ICMP6 = _L3 + 40
-#: Where the options start in each neighbour discovery message (RFC 4861 4.1-4.4).
-_ND_OPTIONS = {133: 8, 134: 16, 135: 24, 136: 24}
-
 
 class Datapath:
-    """Frames between one TAP and its members, following the forwarding table."""
+    """Frames between one TAP and its members, following the forwarding table.
+
+    About 350 lines, and one class on purpose: the four frame loops read the table's state
+    (ports, the MACs, the buckets) as this object's attributes, hoisted into locals once per
+    batch and some read per frame. Holding the table in another object would add a lookup per
+    frame or per batch to the hot path, which is what this class exists to keep lean.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, tap_fd: int, group_mac: bytes,
                  mtu: int = 65535) -> None:
@@ -266,13 +261,13 @@ class Datapath:
                 continue
             if buf[VNET_HDR_LEN] & 1:
                 # Broadcast or multicast: ignore our own frames flooded back by the switch.
-                if buf.startswith(mac, _SRC):
+                if buf.startswith(mac, SRC):
                     drops["looped"] += 1
                     continue
-            elif not buf.startswith(mac, _DST):
+            elif not buf.startswith(mac, DST):
                 # Unicast for another host (flooded by the switch) or for the member's own
                 # MAC (its test address's traffic, which the control socket reads).
-                drops["daemon" if buf.startswith(port.mac, _DST) else "foreign"] += 1
+                drops["daemon" if buf.startswith(port.mac, DST) else "foreign"] += 1
                 continue
             try:
                 write(tap_fd, mv[:n])
@@ -305,22 +300,23 @@ class Datapath:
             if n < VNET_HDR_LEN + 14:
                 tap_drops["runt"] += 1
                 continue
-            ethertype = (buf[_TYPE] << 8) | buf[_TYPE + 1]
+            ethertype = (buf[TYPE] << 8) | buf[TYPE + 1]
             h = -1
-            if ethertype == 0x0806 and n >= _ARP_SPA + 4:
-                port = self.host_ports.get(bytes(buf[_ARP_SPA:_ARP_SPA + 4]), self.first_port)
+            if ethertype == 0x0806 and n >= ARP_SPA + 4:
+                port = self.host_ports.get(bytes(buf[ARP_SPA:ARP_SPA + 4]), self.first_port)
                 if port is not None:
-                    buf[_ARP_SHA:_ARP_SHA + 6] = port.mac
-            elif (ethertype == 0x86DD and n >= _ICMP6 + 8 and buf[_L3 + 6] == 58
-                  and 133 <= buf[_ICMP6] <= 136):
-                port = self._neighbor_discovery(buf, n)
+                    buf[ARP_SHA:ARP_SHA + 6] = port.mac
+            elif (ethertype == 0x86DD and n >= ICMP6 + 8 and buf[L3 + 6] == 58
+                  and 133 <= buf[ICMP6] <= 136):
+                port = neighbor_discovery(buf, n, self.host_ports, self.first_port,
+                                          self.group_mac)
             else:
                 h = flow_hash(buf, VNET_HDR_LEN, n)
                 port = buckets[h & mask]
             if port is None:
                 tap_drops["no_member"] += 1
                 continue
-            buf[_SRC:_SRC + 6] = port.mac
+            buf[SRC:SRC + 6] = port.mac
             try:
                 port.sock.send(mv[:n])
             except OSError as e:
@@ -333,32 +329,6 @@ class Datapath:
                 if len(flows) >= MAX_FLOWS:
                     flows.clear()
                 flows.add(h)
-
-    def _neighbor_discovery(self, buf: bytearray, n: int) -> Port | None:
-        """Pick the member for an NS/NA/RS from the host, and put its MAC in the
-        link-layer address option, fixing the ICMPv6 checksum."""
-        kind = buf[_ICMP6]
-        if kind == 136:  # NA: speaks for its target (none in a truncated one)
-            key = bytes(buf[_ICMP6 + 8:_ICMP6 + 24]) if n >= _ICMP6 + 24 else b""
-        else:  # NS, RS: for the source (the target of a DAD probe from ::)
-            key = bytes(buf[_IP6_SRC:_IP6_SRC + 16])
-            if key == bytes(16) and n >= _ICMP6 + 24:
-                key = bytes(buf[_ICMP6 + 8:_ICMP6 + 24])
-        port = self.host_ports.get(key, self.first_port)
-        if port is None:
-            return None
-        offset = _ICMP6 + _ND_OPTIONS[kind]
-        while offset + 8 <= n:
-            length = buf[offset + 1] * 8
-            if length == 0:
-                break
-            if buf[offset] in (1, 2) and length == 8 and buf.startswith(self.group_mac, offset + 2):
-                old = bytes(buf[offset + 2:offset + 8])
-                buf[offset + 2:offset + 8] = port.mac
-                if not buf[0] & 1:  # a complete checksum: adjust it (RFC 1624)
-                    _checksum_replace(buf, _ICMP6 + 2, old, port.mac)
-            offset += length
-        return port
 
     def _on_member_spread(self, port: Port) -> None:
         """Frames for the member's own MAC go to the TAP with the TAP's MAC as destination;
@@ -391,18 +361,18 @@ class Datapath:
             if n > max_frame and (n > size or not buf[1]):
                 drops["oversize"] += 1  # above the MTU, or cut short by the buffer
                 continue
-            if buf[_DST] & 1:
+            if buf[DST] & 1:
                 if not flood:
                     drops["inactive"] += 1  # another member hands broadcasts to the TAP
                     continue
-                if bytes(buf[_SRC:_SRC + 6]) in self.own_macs:
+                if bytes(buf[SRC:SRC + 6]) in self.own_macs:
                     drops["looped"] += 1
                     continue
-            elif buf.startswith(mac, _DST):
+            elif buf.startswith(mac, DST):
                 if self._for_test_address(port, buf, n):
                     drops["daemon"] += 1  # a probe reply or ARP for the test address
                     continue
-                buf[_DST:_DST + 6] = self.group_mac
+                buf[DST:DST + 6] = self.group_mac
             else:
                 drops["foreign"] += 1
                 continue
@@ -416,26 +386,12 @@ class Datapath:
 
     @staticmethod
     def _for_test_address(port: Port, buf: bytearray, n: int) -> bool:
-        ethertype = (buf[_TYPE] << 8) | buf[_TYPE + 1]
+        ethertype = (buf[TYPE] << 8) | buf[TYPE + 1]
         if port.test_ip4 is not None:
-            if ethertype == 0x0800 and n >= _L3 + 20:
-                return buf.startswith(port.test_ip4, _L3 + 16)
-            if ethertype == 0x0806 and n >= _ARP_TPA + 4:
-                return buf.startswith(port.test_ip4, _ARP_TPA)
-        if port.test_ip6 is not None and ethertype == 0x86DD and n >= _L3 + 40:
-            return buf.startswith(port.test_ip6, _IP6_DST)
+            if ethertype == 0x0800 and n >= L3 + 20:
+                return buf.startswith(port.test_ip4, L3 + 16)
+            if ethertype == 0x0806 and n >= ARP_TPA + 4:
+                return buf.startswith(port.test_ip4, ARP_TPA)
+        if port.test_ip6 is not None and ethertype == 0x86DD and n >= L3 + 40:
+            return buf.startswith(port.test_ip6, IP6_DST)
         return False
-
-
-def _checksum_replace(buf: bytearray, at: int, old: bytes, new: bytes) -> None:
-    """Update the Internet checksum at ``buf[at:at+2]`` for ``old`` (even-aligned, even length)
-    replaced by ``new`` (RFC 1624: HC' = ~(~HC + ~m + m'))."""
-    total = ~((buf[at] << 8) | buf[at + 1]) & 0xFFFF
-    for i in range(0, len(old), 2):
-        total += ~((old[i] << 8) | old[i + 1]) & 0xFFFF
-        total += (new[i] << 8) | new[i + 1]
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    value = ~total & 0xFFFF
-    buf[at] = value >> 8
-    buf[at + 1] = value & 0xFF
