@@ -8,9 +8,8 @@ from scapy.layers.inet6 import ICMPv6ND_NA, IPv6
 from scapy.layers.l2 import ARP, Ether
 
 from tests.netns.capture import Capture
-from tests.netns.conftest import ping_result, ping_stream, wait_ping
 from vnicbond.config import default_mac, format_mac
-from vnicbond.lab import DATA_V4, DATA_V6, PEER_V4
+from vnicbond.lab import DATA_V4, DATA_V6, PEER_V4, ping_result, ping_stream, wait_ping
 
 GROUP_MAC = format_mac(default_mac("ipmp0"))
 

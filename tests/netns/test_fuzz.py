@@ -37,8 +37,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.netns.conftest import wait_ping
-from vnicbond.lab import DATA_V4, Lab
+from vnicbond.lab import DATA_V4, Lab, wait_ping
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,8 +8,7 @@ import os
 import signal
 import time
 
-from tests.netns.conftest import ping_result, ping_stream, wait_ping
-from vnicbond.lab import DATA_V4, run
+from vnicbond.lab import DATA_V4, ping_result, ping_stream, run, wait_ping
 
 #: A short failure detection time keeps the link-only repair hold (10 probe intervals) short.
 FAST = {"failure_detection_time": "700ms"}

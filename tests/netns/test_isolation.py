@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
-from tests.netns.conftest import ping_result, ping_stream, wait_ping
 from vnicbond.config import default_mac, format_mac
-from vnicbond.lab import DATA_V4, DATA_V6
+from vnicbond.lab import DATA_V4, DATA_V6, ping_result, ping_stream, wait_ping
 
 
 def test_one_arp_request_gets_exactly_one_reply(lab, make_bond):

@@ -10,8 +10,7 @@ import time
 import pytest
 import yaml
 
-from tests.netns.conftest import wait_ping
-from vnicbond.lab import DATA_V4, Lab
+from vnicbond.lab import DATA_V4, Lab, wait_ping
 
 
 def snapshot(lab: Lab) -> dict[str, object]:

@@ -7,13 +7,7 @@ import subprocess
 import sys
 import time
 
-from tests.netns.conftest import ping_result, ping_stream, wait_ping
-from vnicbond.lab import DATA_V4, PEER_V4
-
-
-def cli(bond, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vnicbond", *args, "--socket", bond.socket],
-                          capture_output=True, text=True, timeout=30, check=check)
+from vnicbond.lab import DATA_V4, PEER_V4, ping_result, ping_stream, wait_ping
 
 
 def test_offline_under_a_10ms_ping_loses_at_most_one(lab, make_bond):
@@ -21,7 +15,7 @@ def test_offline_under_a_10ms_ping_loses_at_most_one(lab, make_bond):
     wait_ping(lab, lab.peer, DATA_V4)
     ping = ping_stream(lab, lab.peer, DATA_V4, 0.01, 200)
     time.sleep(0.5)
-    out = cli(bond, "offline", "m0")
+    out = bond.cli("offline", "m0")
     assert out.returncode == 0 and out.stdout.strip() == "m0 is now offline", out
     sent, received, text = ping_result(ping)
     assert sent - received <= 1, text
@@ -29,15 +23,15 @@ def test_offline_under_a_10ms_ping_loses_at_most_one(lab, make_bond):
     assert st["active"] == "m1"
     assert {m["name"]: m["state"] for m in st["members"]} == {"m0": "offline", "m1": "active"}
     # The last usable member cannot go: refused, status 1, one clear line.
-    refused = cli(bond, "offline", "m1")
+    refused = bond.cli("offline", "m1")
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines() == [
         "vnicbond: cannot take m1 offline: no other member of ipmp0 could carry its traffic"]
     assert bond.active() == "m1"
     # Online brings m0 back through the repair path (link-only: it stays up 10 intervals).
-    assert cli(bond, "online", "m0").returncode == 0
+    assert bond.cli("online", "m0").returncode == 0
     lab.wait_for(lambda: bond.active() == "m0", timeout=5, what="m0 back (failback)")
-    assert cli(bond, "offline", "m9").returncode == 1
+    assert bond.cli("offline", "m9").returncode == 1
 
 
 def test_events_name_the_cause(lab, make_bond):
@@ -57,10 +51,10 @@ def test_events_name_the_cause(lab, make_bond):
         lab.wait_for(lambda: bond.member("m1")["state"] == "standby", timeout=5, what="m1")
         lab.cut(0)  # a silent cut of the active member
         lab.wait_for(lambda: bond.active() == "m1", timeout=3, what="probe failover")
-        assert cli(bond, "offline", "m1").returncode == 1  # m0 is failed: refused
+        assert bond.cli("offline", "m1").returncode == 1  # m0 is failed: refused
         lab.uncut(0)
         lab.wait_for(lambda: bond.active() == "m0", timeout=5, what="m0 repaired")
-        assert cli(bond, "offline", "m1").returncode == 0
+        assert bond.cli("offline", "m1").returncode == 0
         time.sleep(0.5)
     finally:
         follower.terminate()
@@ -74,7 +68,7 @@ def test_events_name_the_cause(lab, make_bond):
     assert any("member m1 standby -> failed cause=link" in line for line in lines), out
     assert any("member m0 active -> failed cause=probe" in line for line in lines), out
     assert any("member m1 standby -> offline cause=admin" in line for line in lines), out
-    as_json = cli(bond, "events", "--json", check=True).stdout.splitlines()
+    as_json = bond.cli("events", "--json", check=True).stdout.splitlines()
     assert [json.loads(line)["seq"] for line in as_json] == [e["seq"] for e in events]
 
 
@@ -82,23 +76,23 @@ def test_status_views(lab, make_bond):
     bond = make_bond(lab, members=[{"name": "m0", "test_address": "198.18.0.21/24"},
                                    {"name": "m1"}], probe={"targets": [PEER_V4]})
     wait_ping(lab, lab.peer, DATA_V4)
-    groups = cli(bond, "status", "groups", check=True).stdout.splitlines()
+    groups = bond.cli("status", "groups", check=True).stdout.splitlines()
     assert groups[0].split() == ["GROUP", "MODE", "STATE", "FDT", "MEMBERS"]
     assert groups[1].split() == ["ipmp0", "active-backup", "ok", "1s", "m0", "(m1)"]
-    addresses = cli(bond, "status", "addresses", check=True).stdout.splitlines()
+    addresses = bond.cli("status", "addresses", check=True).stdout.splitlines()
     assert addresses[1].split() == [f"{DATA_V4}/24", "up", "ipmp0", "m0", "m0"]
     lab.link_down(0)
     lab.wait_for(lambda: bond.active() == "m1", timeout=3, what="failover")
-    groups = cli(bond, "status", "groups", check=True).stdout.splitlines()
+    groups = bond.cli("status", "groups", check=True).stdout.splitlines()
     assert groups[1].split() == ["ipmp0", "active-backup", "degraded", "1s", "[m0]", "m1"]
     lab.link_up(0)
-    targets = cli(bond, "status", "targets", check=True).stdout.splitlines()
+    targets = bond.cli("status", "targets", check=True).stdout.splitlines()
     assert targets[1].split() == ["m0", "ipmp0", "probing", "198.18.0.21/24", PEER_V4]
     assert targets[2].split() == ["m1", "ipmp0", "disabled", "-", "-"]
     for view in ("groups", "members", "addresses", "targets"):
-        out = cli(bond, "status", view, check=True).stdout
+        out = bond.cli("status", view, check=True).stdout
         assert max(len(line) for line in out.splitlines()) <= 80
-    probes = cli(bond, "status", "probes", "--seconds", "1", "--interval", "0.2", check=True)
+    probes = bond.cli("status", "probes", "--seconds", "1", "--interval", "0.2", check=True)
     lines = probes.stdout.splitlines()
     assert any(f"m0  {PEER_V4}" in line and line.endswith(("ms", ")")) for line in lines), lines
 

@@ -20,8 +20,7 @@ import pytest
 import yaml
 
 import vnicbond
-from tests.netns.conftest import ping_result, ping_stream, wait_ping
-from vnicbond.lab import DATA_V4
+from vnicbond.lab import DATA_V4, ping_result, ping_stream, wait_ping
 
 NOBODY = 65534
 TWO_CAPS = (1 << 12) | (1 << 13)  # CAP_NET_ADMIN, CAP_NET_RAW

@@ -9,8 +9,7 @@ import time
 
 import pytest
 
-from tests.netns.conftest import ping_result, ping_stream, wait_ping
-from vnicbond.lab import DATA_V4, DATA_V6, PEER_V4, PEER_V6
+from vnicbond.lab import DATA_V4, DATA_V6, PEER_V4, PEER_V6, ping_result, ping_stream, wait_ping
 
 FDT = "300ms"
 INTERVAL = 0.3 / 7

@@ -9,9 +9,8 @@ import time
 
 import yaml
 
-from tests.netns.conftest import ping_result, ping_stream, wait_ping
 from tests.netns.test_traffic import transfer
-from vnicbond.lab import DATA_V4, PEER_V4
+from vnicbond.lab import DATA_V4, PEER_V4, ping_result, ping_stream, wait_ping
 
 MIB = 1024 * 1024
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -9,9 +10,8 @@ import time
 
 import pytest
 
-from tests.netns.conftest import ping_result, ping_stream, wait_ping
 from vnicbond.config import default_mac, format_mac
-from vnicbond.lab import PEER_V4, Lab
+from vnicbond.lab import PEER_V4, Lab, iperf, ping_result, ping_stream, wait_ping
 
 RATE_MBIT = 200
 # Outbound TCP streams in a test that needs every member to carry some. Source ports are
@@ -40,8 +40,7 @@ def probed(lab: Lab, addresses: int = 2):
 
 def limit(lab: Lab, ns: str, devices: list[str]) -> None:
     for dev in devices:
-        lab.ns(ns, "tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", f"{RATE_MBIT}mbit",
-               "burst", "64kb", "latency", "50ms")
+        lab.rate_limit(ns, dev, RATE_MBIT)
 
 
 def member_macs(lab: Lab) -> dict[str, str]:
@@ -49,23 +48,15 @@ def member_macs(lab: Lab) -> dict[str, str]:
                                   ).stdout.strip() for i in range(lab.members)}
 
 
-def iperf_server(lab: Lab, ns: str, bind: str, port: int) -> subprocess.Popen[str]:
-    server = lab.popen(ns, "iperf3", "-s", "-1", "-B", bind, "-p", str(port))
-    lab.wait_for(lambda: f":{port}" in lab.ns(ns, "ss", "-ltn").stdout, timeout=5,
-                 what="iperf3 server")
-    return server
-
-
 def iperf_client(lab: Lab, ns: str, address: str, port: int, streams: int,
                  seconds: int) -> subprocess.Popen[str]:
-    return lab.popen(ns, "iperf3", "-c", address, "-p", str(port), "-P", str(streams), "-t",
-                     str(seconds), "-J")
+    return iperf.start_client(lab, ns, address, seconds, port, ["-P", str(streams)])
 
 
 def received_mbit(client: subprocess.Popen[str]) -> float:
-    out, err = client.communicate(timeout=60)
-    assert client.returncode == 0, err + out[-2000:]
-    return json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e6
+    report = iperf.wait(client, timeout=60)
+    assert report.exit == 0, report.stderr + report.stdout[-2000:]
+    return report.received()["bits_per_second"] / 1e6
 
 
 @pytest.mark.parametrize(("members", "factor"), [(2, 1.8), (3, 2.7)])
@@ -74,12 +65,8 @@ def test_outbound_bandwidth_adds_up(make_bond, members, factor):
         make_bond(lab, **spread(lab))
         wait_ping(lab, lab.peer, ADDR[0])
         limit(lab, lab.host, [lab.member(i) for i in range(members)])
-        server = iperf_server(lab, lab.peer, PEER_V4, 5201)
-        try:
+        with iperf.server(lab, lab.peer, 5201, PEER_V4):
             mbit = received_mbit(iperf_client(lab, lab.host, PEER_V4, 5201, HASHED_STREAMS, 5))
-        finally:
-            server.terminate()
-            server.wait(10)
         assert mbit >= factor * RATE_MBIT, f"{mbit:.0f} Mbit/s with {members} members"
 
 
@@ -90,15 +77,12 @@ def test_inbound_to_two_addresses_on_two_members_adds_up(lab, make_bond):
     for a in ADDR[:2]:
         wait_ping(lab, lab.peer, a)
     limit(lab, lab.switch, ["s0", "s1"])
-    servers = [iperf_server(lab, lab.host, a, 5201 + i) for i, a in enumerate(ADDR[:2])]
-    try:
+    with contextlib.ExitStack() as servers:
+        for i, a in enumerate(ADDR[:2]):
+            servers.enter_context(iperf.server(lab, lab.host, 5201 + i, a))
         clients = [iperf_client(lab, lab.peer, a, 5201 + i, 4, 5)
                    for i, a in enumerate(ADDR[:2])]
         total = sum(received_mbit(c) for c in clients)
-    finally:
-        for s in servers:
-            s.terminate()
-            s.wait(10)
     assert total >= 1.8 * RATE_MBIT, f"{total:.0f} Mbit/s"
 
 
@@ -115,12 +99,8 @@ def test_each_member_mac_lives_on_one_port_and_nothing_arrives_twice(lab, make_b
         assert json.loads(probe.stdout.strip().splitlines()[-1]) == {
             "replies": 1, "macs": [macs[hosts[a]]]}
     # Outbound flows from both members, then the switch's forwarding database.
-    server = iperf_server(lab, lab.peer, PEER_V4, 5201)
-    try:
+    with iperf.server(lab, lab.peer, 5201, PEER_V4):
         received_mbit(iperf_client(lab, lab.host, PEER_V4, 5201, HASHED_STREAMS, 2))
-    finally:
-        server.terminate()
-        server.wait(10)
     assert all(m["tx_packets"] > 100 for m in bond.status()["members"])
     fdb = lab.ns(lab.switch, "bridge", "fdb", "show", "br", "br0").stdout
     for i, member in enumerate(sorted(macs)):
@@ -154,9 +134,7 @@ def test_silent_cut_under_load_keeps_every_connection(lab, make_bond):
     lab.wait_for(lambda: all(m["probe"] == "ok" for m in bond.status()["members"]), timeout=5,
                  what="probes answered")
     limit(lab, lab.host, ["m0", "m1"])
-    out_server = iperf_server(lab, lab.peer, PEER_V4, 5201)
-    in_server = iperf_server(lab, lab.host, ADDR[0], 5202)
-    try:
+    with iperf.server(lab, lab.peer, 5201, PEER_V4), iperf.server(lab, lab.host, 5202, ADDR[0]):
         outbound = iperf_client(lab, lab.host, PEER_V4, 5201, 8, 6)
         inbound = iperf_client(lab, lab.peer, ADDR[0], 5202, 4, 6)
         time.sleep(2.0)
@@ -181,10 +159,6 @@ def test_silent_cut_under_load_keeps_every_connection(lab, make_bond):
             time.sleep(0.2)
         assert received_mbit(outbound) > 0  # iperf3 exits non-zero on a reset connection
         assert received_mbit(inbound) > 0
-    finally:
-        for s in (out_server, in_server):
-            s.terminate()
-            s.wait(10)
     st = bond.status()
     assert [m["state"] for m in st["members"]] == ["failed", "active"]
     assert {a["member"] for a in st["addresses"]} == {"m1"}

@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import sys
-
-from tests.netns.conftest import wait_ping
-from vnicbond.lab import DATA_V4, DATA_V6, PEER_V4, PEER_V6, Lab
+from vnicbond.lab import DATA_V4, DATA_V6, PEER_V4, PEER_V6, Lab, wait_ping, xfer
 
 MIB = 1024 * 1024
 
 
 def transfer(lab: Lab, server_ns: str, client_ns: str, address: str, nbytes: int) -> None:
     """Send ``nbytes`` over TCP from ``client_ns`` to ``address`` and check every byte."""
-    server = lab.popen(server_ns, sys.executable, "-m", "tests.netns.xfer", "server", address,
-                       "5301")
+    t = xfer.start(lab, server_ns, client_ns, address, 5301, nbytes)
     try:
-        assert server.stdout is not None
-        assert server.stdout.readline().strip() == "listening"
-        sent = json.loads(lab.ns(client_ns, sys.executable, "-m", "tests.netns.xfer", "client",
-                                 address, "5301", str(nbytes), timeout=60).stdout)
-        out, _ = server.communicate(timeout=30)
-        received = json.loads(out)
+        received, sent = t.ends(timeout=60)
     finally:
-        if server.poll() is None:
-            server.terminate()
-            server.wait(5)
-    assert sent["bytes"] == nbytes
-    assert received == sent
+        t.stop()
+    assert sent.get("bytes") == nbytes, sent
+    assert received == {"bytes": sent["bytes"], "sha256": sent["sha256"]}
 
 
 def test_ping_both_families_both_directions(lab, make_bond):

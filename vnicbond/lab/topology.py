@@ -1,4 +1,4 @@
-"""The network-namespace lab shared by the demo, the tests and the benchmarks.
+"""The network-namespace lab: its namespaces, links and faults, and running commands in it.
 
 Topology (every name carries a unique prefix, so labs never collide)::
 
@@ -11,17 +11,22 @@ Topology (every name carries a unique prefix, so labs never collide)::
 Faults are made from the switch side, so the host only sees what a real NIC would: a port
 taken down (the member loses carrier), or a silent nftables drop (carrier stays up).
 Only 198.18.0.0/15 and 2001:db8::/32 are used, and nothing is configured outside the lab's
-namespaces. It touches no vnicbond code: it is plain ``ip``/``nft`` around namespaces.
+namespaces. It touches no vnicbond code: it is plain ``ip``/``nft``/``tc`` around
+namespaces, and processes started in them are stopped by their PID (:func:`stop`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import json
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 PEER_V4 = "198.18.0.2"
 PEER_V6 = "2001:db8::2"
@@ -44,6 +49,24 @@ def run(cmd: Sequence[str], check: bool = True, timeout: float = 30.0,
     if check and proc.returncode != 0:
         raise LabError(f"{' '.join(cmd)}: exit {proc.returncode}: {proc.stderr.strip()}")
     return proc
+
+
+def stop(proc: subprocess.Popen[Any] | None, sig: int = signal.SIGTERM,
+         timeout: float = 10.0) -> int | None:
+    """Send ``sig`` to ``proc`` (its PID only), wait for it (reading what is left in its
+    pipes) and SIGKILL it if it stays; its exit status (None if there is no process)."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+    try:
+        proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.communicate()
+    return proc.returncode
 
 
 def existing_namespaces() -> list[str]:
@@ -164,6 +187,11 @@ class Lab:
         """Lift a silent cut made by :meth:`cut`."""
         self.ns(self.switch, "nft", "delete", "table", "netdev", f"cut{i}", check=False)
 
+    def rate_limit(self, ns: str, dev: str, mbit: int) -> None:
+        """Limit what ``dev`` in ``ns`` sends to ``mbit`` Mbit/s (a ``tbf`` qdisc)."""
+        self.ns(ns, "tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", f"{mbit}mbit",
+                "burst", "64kb", "latency", "50ms")
+
     # -- observation -------------------------------------------------------------------------
     def wait_for(self, predicate: object, timeout: float = 10.0, interval: float = 0.05,
                  what: str = "condition") -> None:
@@ -175,6 +203,21 @@ class Lab:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what}")
             time.sleep(interval)
+
+    def link_stats(self, ns: str, dev: str | None = None) -> dict[str, dict[str, Any]]:
+        """The kernel's counters (``ip -s -j link``: ``stats64``) of ``dev`` in ``ns``, or
+        of every link there, by name; a link whose counters cannot be read is left out."""
+        cmd = ["ip", "-s", "-j", "link", "show", *([dev] if dev else [])]
+        try:
+            links = json.loads(self.ns(ns, *cmd, check=False).stdout or "[]")
+        except ValueError:
+            return {}
+        stats = {}
+        for link in links if isinstance(links, list) else []:
+            counters = link.get("stats64") or link.get("stats")
+            if isinstance(counters, dict):
+                stats[str(link.get("ifname"))] = counters
+        return stats
 
     def ping_ok(self, ns: str, address: str, count: int = 1, timeout: float = 1.0) -> bool:
         """True if ``address`` answers a ping from namespace ``ns``."""

@@ -1,0 +1,56 @@
+"""The network-namespace lab shared by the demo, the netns tests and the tools in tools/.
+
+One home per concept, none of them used by the daemon itself:
+
+- :mod:`~vnicbond.lab.topology`: the namespaces, links, faults and commands run inside them
+  (``Lab``, the addresses, stopping a process by its PID);
+- :mod:`~vnicbond.lab.bond`: ``vnicbond run`` in a lab (``Bond``): configuration file, start,
+  readiness, control requests, events, stop, log;
+- :mod:`~vnicbond.lab.ping`: waiting for an address, a ``ping -D`` stream and its parser;
+- :mod:`~vnicbond.lab.iperf`: iperf3 servers and clients, and their JSON reports;
+- :mod:`~vnicbond.lab.xfer`: a TCP transfer proved whole by a digest at both ends;
+- :mod:`~vnicbond.lab.results`: tables, the machine and command line, a marked section of
+  docs/benchmarks.md rewritten.
+
+The most used names are importable from here (``from vnicbond.lab import Lab, DATA_V4``);
+``iperf``, ``xfer`` and ``results`` are imported as modules (``xfer`` also runs as
+``python -m vnicbond.lab.xfer`` inside namespaces, so this package does not import it).
+"""
+
+from vnicbond.lab.bond import Bond, BondError
+from vnicbond.lab.ping import PingLog, ping_result, ping_stream, wait_ping
+from vnicbond.lab.topology import (
+    DATA_V4,
+    DATA_V6,
+    PEER_V4,
+    PEER_V6,
+    PREFIX_V4,
+    PREFIX_V6,
+    Lab,
+    LabError,
+    existing_namespaces,
+    remove_stale,
+    run,
+    stop,
+)
+
+__all__ = [
+    "DATA_V4",
+    "DATA_V6",
+    "PEER_V4",
+    "PEER_V6",
+    "PREFIX_V4",
+    "PREFIX_V6",
+    "Bond",
+    "BondError",
+    "Lab",
+    "LabError",
+    "PingLog",
+    "existing_namespaces",
+    "ping_result",
+    "ping_stream",
+    "remove_stale",
+    "run",
+    "stop",
+    "wait_ping",
+]
