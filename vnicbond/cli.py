@@ -12,6 +12,8 @@ import logging
 import sys
 from typing import Any
 
+from vnicbond.views import format_event, format_status, format_view, table
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
@@ -67,100 +69,6 @@ def _socket_path(args: argparse.Namespace) -> str:
     return DEFAULT_SOCKET
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-              for r in rows]
-    return "\n".join(lines)
-
-
-def _human(n: int) -> str:
-    for unit in ("", "K", "M", "G", "T"):
-        if abs(n) < 1000:
-            return f"{n}{unit}"
-        n //= 1000
-    return f"{n}P"
-
-
-def format_status(status: dict[str, Any]) -> str:
-    """The status document as aligned tables for a terminal."""
-    groups, members, addresses = [], [], []
-    for g in status["groups"]:
-        groups.append([g["name"], g["mode"], g["state"], "on" if g["carrier"] else "off",
-                       g.get("active") or "-", str(g.get("failovers", 0))])
-        for m in g["members"]:
-            flags = "standby" if m.get("standby") else ""
-            members.append([m["name"], g["name"], m["state"], m["link"], m["probe"],
-                            _human(m.get("tx_packets", 0)), _human(m.get("rx_packets", 0)),
-                            _human(m.get("tx_bytes", 0)) + "B",
-                            _human(m.get("rx_bytes", 0)) + "B", flags])
-        for a in g["addresses"]:
-            addresses.append([a["address"], g["name"], a["member"] or "-"])
-    return "\n\n".join([
-        _table(["GROUP", "MODE", "STATE", "CARRIER", "ACTIVE", "FAILOVERS"], groups),
-        _table(["MEMBER", "GROUP", "STATE", "LINK", "PROBE", "TX", "RX", "TX_BYTES",
-                "RX_BYTES", "FLAGS"], members),
-        _table(["ADDRESS", "GROUP", "MEMBER"], addresses),
-    ])
-
-
-def format_targets(status: dict[str, Any]) -> str:
-    """Per member: how it is probed (like ``ipmpstat -t``)."""
-    rows = []
-    for g in status["groups"]:
-        for m in g["members"]:
-            targets = [t for t in g.get("targets", []) if t["member"] == m["name"]]
-            mode = "disabled" if m["probe"] == "disabled" else "probing"
-            rows.append([m["name"], g["name"], mode, m.get("test_address") or "-",
-                         " ".join(t["target"] for t in targets) or "-"])
-    return _table(["MEMBER", "GROUP", "MODE", "TESTADDR", "TARGETS"], rows)
-
-
-def _member_list(g: dict[str, Any]) -> str:
-    """``ipmpstat -g`` style: active members bare, idle ones (in parentheses), unusable
-    ones [in brackets]."""
-    names = []
-    for m in g["members"]:
-        if m["state"] == "active":
-            names.append(m["name"])
-        elif m["state"] == "standby":
-            names.append(f"({m['name']})")
-        else:
-            names.append(f"[{m['name']}]")
-    return " ".join(names)
-
-
-def format_groups(status: dict[str, Any]) -> str:
-    """Per group: mode, state, failure detection time, members (like ``ipmpstat -g``)."""
-    rows = [[g["name"], g["mode"], g["state"], f"{g.get('fdt_ms', 0) / 1000:g}s",
-             _member_list(g)] for g in status["groups"]]
-    return _table(["GROUP", "MODE", "STATE", "FDT", "MEMBERS"], rows)
-
-
-def format_addresses(status: dict[str, Any]) -> str:
-    """Per data address: up or down, inbound member, outbound members (``ipmpstat -a``)."""
-    rows = []
-    for g in status["groups"]:
-        outbound = " ".join(m["name"] for m in g["members"] if m["state"] == "active") or "-"
-        for a in g["addresses"]:
-            rows.append([a["address"], "up" if a["member"] else "down", g["name"],
-                         a["member"] or "-", outbound])
-    return _table(["ADDRESS", "STATE", "GROUP", "INBOUND", "OUTBOUND"], rows)
-
-
-def format_view(status: dict[str, Any], view: str) -> str:
-    """One ``ipmpstat``-like view of the status document."""
-    if view == "targets":
-        return format_targets(status)
-    if view == "groups":
-        return format_groups(status)
-    if view == "addresses":
-        return format_addresses(status)
-    return format_status(status).split("\n\n")[1]  # members
-
-
 def _fail(e: Exception) -> int:
     print(f"vnicbond: {e}", file=sys.stderr)
     return EXIT_FAILURE
@@ -195,7 +103,7 @@ def _follow_probes(args: argparse.Namespace, status: dict[str, Any]) -> int:
         return {(g["name"], t["member"], t["target"]): t for g in st["groups"]
                 for t in g.get("targets", [])}
 
-    print(_table(["TIME", "GROUP", "MEMBER", "TARGET", "RESULT"], []), flush=True)
+    print(table(["TIME", "GROUP", "MEMBER", "TARGET", "RESULT"], []), flush=True)
     seen = counts(status)
     deadline = time.monotonic() + args.seconds if args.seconds else None
     try:
@@ -245,24 +153,6 @@ def cmd_reload(args: argparse.Namespace) -> int:
         done = [f"{k.replace('_', ' ')}: {', '.join(v)}" for k, v in changes.items() if v]
         print(f"{group}: reloaded" + (f" ({'; '.join(done)})" if done else ""))
     return EXIT_OK
-
-
-def format_event(e: dict[str, Any]) -> str:
-    """One line per change: time, group, what changed, and why."""
-    import time
-
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(e["time"]))
-    stamp += f".{int(e['time'] * 1000) % 1000:03d}"
-    if e["kind"] == "member":
-        what = f"member {e['member']} {e['old'] or '-'} -> {e['state']}"
-    elif e["kind"] == "address":
-        what = f"address {e['state']} {e['old'] or '-'} -> {e['member'] or '-'}"
-    elif e["kind"] == "group":
-        what = f"group {e['old'] or '-'} -> {e['state']}"
-    else:
-        what = f"{e['kind']} {e['state']}"
-    cause = f" cause={e['cause']}" if e.get("cause") else ""
-    return f"{stamp} {e['group']} {what}{cause}"
 
 
 def cmd_events(args: argparse.Namespace) -> int:

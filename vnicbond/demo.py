@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vnicbond.cli import format_status
 from vnicbond.config import ConfigError, load_config
 from vnicbond.control import ControlError, request
 from vnicbond.lab import DATA_V4, PEER_V4, Lab
+from vnicbond.views import format_status
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
 INTERVAL = 0.01

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from vnicbond import __version__
-from vnicbond.cli import EXIT_FAILURE, EXIT_OK, build_parser, format_status, main
+from vnicbond.cli import EXIT_FAILURE, EXIT_OK, build_parser, main
+from vnicbond.views import format_status
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
