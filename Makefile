@@ -6,7 +6,7 @@ demo:
 	tools/demo
 test:
 	tools/test
-bench: setup
-	.venv/bin/python tools/bench
+bench:
+	tools/bench
 lint: setup
-	.venv/bin/ruff check vnicbond tests tools/bench tools/fuzz tools/soak
+	.venv/bin/ruff check vnicbond tests tools tools/fuzz tools/soak
