@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-SOAK = Path(__file__).resolve().parents[2] / "tools" / "soak"
+ROOT = Path(__file__).resolve().parents[2]
 ARGS = ["--minutes", "1", "--interval", "7.5", "--json", "--no-record"]
 #: About 75 s of work; generous, since the machine is shared.
 TIMEOUT = 400
@@ -32,8 +32,8 @@ MAX_LOST = {
 
 def run_soak() -> tuple[dict[str, Any], str]:
     """Run the short soak; its JSON document and its progress output (stderr)."""
-    proc = subprocess.Popen([sys.executable, str(SOAK), *ARGS], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "tools.soak", *ARGS], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = proc.communicate(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
