@@ -9,4 +9,4 @@ test:
 bench:
 	tools/bench
 lint: setup
-	.venv/bin/ruff check vnicbond tests tools tools/fuzz tools/soak
+	.venv/bin/ruff check vnicbond tests tools

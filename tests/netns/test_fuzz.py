@@ -1,13 +1,13 @@
 """Hostile and broken frames from the wire and from the host (issue 6), with ``tools/fuzz``.
 
-The tool's generators and senders (loaded from ``tools/fuzz`` with importlib) send thousands
-of malformed and random frames at a running bond from the peer's side of the switch (every
+The tool's generators and senders (imported: ``from tools import fuzz``) send thousands of
+malformed and random frames at a running bond from the peer's side of the switch (every
 member receives them: the active one, a standby and a failed one) and through the TAP, while
 a 10 ms ping crosses the bond and two TCP transfers of a fixed size run through it, one each
 way. Afterwards: the daemon is alive and answered status throughout, the ping lost nothing,
 both transfers arrived whole (byte count and digest), nothing changed state, and the drop
-counters account for what was sent (``tools/fuzz``'s :func:`account` says how), in status
-and in the metrics alike.
+counters account for what was sent (tools/fuzz_account.py's :func:`account` says how), in
+status and in the metrics alike.
 
 The second test floods one test address with questions and checks that every one is
 answered, refused by the rate limit or counted as dropped by the kernel at the member's
@@ -25,21 +25,15 @@ counts and states.
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
-import sys
 from collections.abc import Iterator
 from dataclasses import asdict
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
+from tools import fuzz
 from vnicbond.lab import DATA_V4, Lab, wait_ping
-
-ROOT = Path(__file__).resolve().parents[2]
 
 SEED = 6
 #: Frames per second per side, for SECONDS: 6000 from the peer and 6000 through the TAP.
@@ -51,20 +45,6 @@ FLOOD = 20000
 OUTCOMES = {"received", "replies", "answered", "rate_limited", "ignored"}
 #: Checked on its own, deterministically, by the second test (a known daemon bug).
 CONTROL_FLOOD_CHECK = "flood for its test address counted"
-
-
-def _load_fuzz() -> ModuleType:
-    loader = importlib.machinery.SourceFileLoader("vnicbond_tools_fuzz",
-                                                  str(ROOT / "tools" / "fuzz"))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[loader.name] = module  # dataclasses look their module up
-    loader.exec_module(module)
-    return module
-
-
-fuzz = _load_fuzz()
 
 
 @pytest.fixture
@@ -115,9 +95,9 @@ def test_fuzz_from_the_wire_and_through_the_tap(jumbo_lab3, make_bond):
     peer, tap = report["results"]["peer"], report["results"]["tap"]
     assert peer["skipped"] == 0 and tap["skipped"] == 0, text
     # Thousands of frames from each side; every class got frames past the kernel.
-    assert fuzz._sent_to(peer, classes=set(peer["sent"]) - {"flood"}) >= 5000, text
-    assert fuzz._sent_to(peer, classes=["flood"]) == FLOOD, text
-    assert fuzz._sent_to(tap) >= 3000, text
+    assert fuzz.sent_to(peer, classes=set(peer["sent"]) - {"flood"}) >= 5000, text
+    assert fuzz.sent_to(peer, classes=["flood"]) == FLOOD, text
+    assert fuzz.sent_to(tap) >= 3000, text
     assert {"runt", "trunc-l3", "ipv4-ihl", "ipv4-len", "ipv6-ext", "arp-odd", "icmp", "icmp6",
             "probe-forgery", "nd-bad", "jumbo", "gso-wire", "garbage"} <= set(peer["sent"]), text
     assert {"tap-runt", "tap-garbage", "tap-trunc-l3", "tap-ipv4-ihl", "tap-ipv4-len",
@@ -160,7 +140,7 @@ def test_a_flood_at_a_test_address_is_counted_in_full(lab, make_bond):
                                target="m0")
     sent = results["peer"]["flood"]["for_test_address"]["m0"]
     assert sent == 50000
-    assert fuzz._answers(bond.socket) and bond.proc.poll() is None
+    assert fuzz.answers(bond.socket) and bond.proc.poll() is None
     after = bond.status()
     c0 = next(m for m in before["members"] if m["name"] == "m0")["control"]
     c1 = next(m for m in after["members"] if m["name"] == "m0")["control"]
@@ -187,8 +167,8 @@ def test_answers_that_lie_about_the_probe_target_change_nothing(lab, make_bond, 
     ctx = fuzz.discover(lab, bond.socket)
     events = bond.request("events")
     results = fuzz.run_senders(lab, ctx, 3, 10, SEED, sides=("spoof",), target=member)
-    assert fuzz._sent_to(results["spoof"]) == 30
-    assert fuzz._answers(bond.socket) and bond.proc.poll() is None
+    assert fuzz.sent_to(results["spoof"]) == 30
+    assert fuzz.answers(bond.socket) and bond.proc.poll() is None
     changes = [(e["kind"], e["member"], e["old"], e["state"], e["cause"])
                for e in bond.request("events") if e["seq"] > max(x["seq"] for x in events)]
     st = bond.status()
