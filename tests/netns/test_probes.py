@@ -9,7 +9,16 @@ import time
 
 import pytest
 
-from vnicbond.lab import DATA_V4, DATA_V6, PEER_V4, PEER_V6, ping_result, ping_stream, wait_ping
+from vnicbond.lab import (
+    DATA_V4,
+    DATA_V6,
+    PEER_V4,
+    PEER_V6,
+    iperf,
+    ping_result,
+    ping_stream,
+    wait_ping,
+)
 
 FDT = "300ms"
 INTERVAL = 0.3 / 7
@@ -189,17 +198,11 @@ def test_no_false_failover_under_saturating_load(lab, make_bond):
     wait_ping(lab, lab.peer, DATA_V4)
     wait_probes_ok(lab, bond)
     before = bond.request("events")
-    server = lab.popen(lab.peer, "iperf3", "-s", "-1")
-    try:
-        lab.wait_for(lambda: ":5201" in lab.ns(lab.peer, "ss", "-ltn").stdout, timeout=5,
-                     what="iperf3 server")
-        result = lab.ns(lab.host, "iperf3", "-c", PEER_V4, "--bidir", "-t", "30", "-J",
-                        timeout=90)
-    finally:
-        server.terminate()
-        server.wait(10)
-    data = json.loads(result.stdout)
-    assert data["end"]["sum_received"]["bits_per_second"] > 1e9  # it really was saturated
+    with iperf.server(lab, lab.peer):
+        report = iperf.wait(iperf.start_client(lab, lab.host, PEER_V4, 30, options=["--bidir"]),
+                            timeout=90)
+    assert report.exit == 0, report.stderr
+    assert report.received()["bits_per_second"] > 1e9  # it really was saturated
     assert bond.request("events") == before  # zero state changes
     st = bond.status()
     assert st["failovers"] == 0
