@@ -212,9 +212,9 @@ def section_text(section: Section, results: Results, rows: list[list[str]],
 DOC_HEADER = """\
 # Benchmarks
 
-`tools/bench` (`tools/bench.py`) measures the bond on the namespace lab (`vnicbond/lab/`): a
-host namespace with members m0 and m1, a bridge, and a peer at 198.18.0.2. Run it as root
-from the repository (it needs `ip`, `nft`, `tc`, `iperf3`, `ping`, `ss`):
+`tools/bench` measures the bond on the namespace lab (`vnicbond/lab/`): a host namespace
+with members m0 and m1, a bridge, and a peer at 198.18.0.2. Run it as root from the
+repository (it needs `ip`, `nft`, `tc`, `iperf3`, `ping`, `ss`):
 
     tools/bench                      # 5 s per test, median of 3, records here
     tools/bench --quick --no-record  # 2 s per test, once, print only
