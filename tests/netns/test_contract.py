@@ -23,8 +23,7 @@ from typing import Any
 
 import yaml
 
-from tests.netns.conftest import Bond, wait_ping
-from vnicbond.lab import DATA_V4, DATA_V6, PEER_V4, Lab
+from vnicbond.lab import DATA_V4, DATA_V6, PEER_V4, Bond, Lab, wait_ping
 
 # -- the status document's shape ----------------------------------------------------------------
 #: Keys in the order ``status --json`` prints them, at every level.
