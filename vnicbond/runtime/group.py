@@ -133,16 +133,13 @@ class GroupRuntime:
 
     def _open(self, member: Member) -> None:
         assert self._loop is not None and self.datapath is not None
-        cfg = next(m for m in self.cfg.members if m.name == member.name)
-        member.configure(cfg.test_address.ip if cfg.test_address else None,
-                         self.engine.probe_address(member.name))
         member.open(self._loop, self.datapath, self.cfg.mac, self._on_probe_frames)
+        self._configure(member)
 
-    def _configure_members(self) -> None:
-        """Each member's test address and probing as the engine now has them."""
-        for m in self.cfg.members:
-            self.members[m.name].configure(m.test_address.ip if m.test_address else None,
-                                           self.engine.probe_address(m.name))
+    def _configure(self, member: Member) -> None:
+        """The member's test address and probing as the configuration and engine have them."""
+        test = next(m.test_address for m in self.cfg.members if m.name == member.name)
+        member.configure(test.ip if test else None, self.engine.probe_address(member.name))
 
     def _warm_announcements(self) -> None:
         """Build every announcement now (and import scapy), not in the middle of a failover."""
@@ -312,7 +309,8 @@ class GroupRuntime:
         links = {name: m.up for name, m in self.members.items()}
         macs = {name: m.mac for name, m in self.members.items()}
         effects = self.engine.reconfigure(cfg, links, macs, time.monotonic())
-        self._configure_members()
+        for member in self.members.values():
+            self._configure(member)
         self._warm_announcements()
         self.apply(effects)
         return changes.summary()

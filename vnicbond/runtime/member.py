@@ -47,8 +47,6 @@ class Member:
         self.attaching = False
         self.sock: socket.socket | None = None
         self.probe: ProbeSockets | None = None
-        self._test_ip: IPAddress | None = None
-        self._probe_ip: IPAddress | None = None
         self._probe_kernel = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._datapath: Datapath | None = None
@@ -62,24 +60,22 @@ class Member:
     def open(self, loop: asyncio.AbstractEventLoop, datapath: Datapath, group_mac: bytes,
              on_frames: FrameHandler) -> None:
         """Open the data socket on the NIC now called by the member's name (asking it to
-        accept ``group_mac``), hand it to the datapath, and open the probe sockets if the
-        member probes. Raises OSError if the NIC cannot be opened."""
+        accept ``group_mac``) and hand it to the datapath; :meth:`configure` then says what
+        belongs to its test address and whether it probes. Raises OSError if the NIC cannot
+        be opened."""
         sock = open_member_socket(self.name, group_mac)
         self.sock = sock
         self.mac = sock.getsockname()[4]
         self._loop, self._datapath, self._on_frames = loop, datapath, on_frames
         if self.name in datapath.ports:  # a new NIC under the member's name
             datapath.attach(self.name, sock, self.mac)
-            datapath.set_test_ip(self.name, _packed(self._test_ip))
         else:
-            datapath.add_port(self.name, sock, self.mac, _packed(self._test_ip))
-        self._open_probe()
+            datapath.add_port(self.name, sock, self.mac)
 
     def configure(self, test_ip: IPAddress | None, probe_ip: IPAddress | None) -> None:
         """The member's test address (frames for it belong to the daemon, not the TAP) and
         the address it probes from (None: it does not probe): open, re-filter or close the
-        probe sockets to match (while the member is open)."""
-        self._test_ip, self._probe_ip = test_ip, probe_ip
+        probe sockets to match. Only while the member is open."""
         if self.sock is None or self._datapath is None:
             return
         self._datapath.set_test_ip(self.name, _packed(test_ip))
@@ -88,7 +84,7 @@ class Member:
         elif self.probe is not None:
             self.probe.refilter(self.mac, probe_ip.packed)
         else:
-            self._open_probe()
+            self._open_probe(probe_ip)
 
     def close(self) -> None:
         """Stop reading and close every socket (the datapath's port keeps its counters and
@@ -125,11 +121,10 @@ class Member:
         return self._probe_kernel
 
     # -- probe sockets -----------------------------------------------------------------------
-    def _open_probe(self) -> None:
-        if self._probe_ip is None or self.probe is not None or self._loop is None:
-            return
+    def _open_probe(self, probe_ip: IPAddress) -> None:
+        assert self._loop is not None
         try:
-            self.probe = ProbeSockets(self.name, self.mac, self._probe_ip.packed)
+            self.probe = ProbeSockets(self.name, self.mac, probe_ip.packed)
         except OSError as e:
             log.warning("%s: member %s: cannot open its probe sockets: %s", self.group,
                         self.name, e.strerror or e)
