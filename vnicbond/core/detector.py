@@ -151,9 +151,8 @@ class Detector:
         self._now = 0.0
 
     def _begin(self, m: _Member, link_up: bool, now: float) -> None:
-        """A member's state when the detector first learns its link: healthy if its link is
-        up, its probe state ``unknown`` (innocent until its probes say otherwise, so start-up
-        does not wait for 10 answers), its first round within half an interval."""
+        """A new member: healthy if its link is up, probe state ``unknown`` (innocent until its
+        probes say otherwise: no wait for 10 answers), first round within half an interval."""
         m.link_up = link_up
         m.link_since = now
         m.probe = DISABLED if not m.probing else (UNKNOWN if link_up else FAILED)
@@ -220,11 +219,8 @@ class Detector:
         return self._settle(self._evaluate(m, now, Cause.LINK), now)
 
     def reply(self, member: str, target: str, seq: int, now: float) -> list[Output]:
-        """A valid reply to probe ``seq`` arrived (the caller has matched it).
-
-        If it counts (it answers an outstanding probe in time), the outputs start with a
-        :class:`ProbeAnswered` carrying its round-trip time; otherwise it is worth nothing.
-        """
+        """A valid reply to probe ``seq`` arrived (the caller has matched it). If it counts (in
+        time, for an outstanding probe) the outputs start with a :class:`ProbeAnswered`."""
         self._now = now
         m = self._members.get(member)
         t = m.targets.get(target) if m else None
