@@ -13,7 +13,8 @@ elsewhere and handed to :class:`Datapath` as a forwarding table. Its modules:
 Everything other code imports from the datapath is re-exported here.
 """
 
-from vnicbond.datapath.forwarder import BATCH, BUFFER_SIZE, Datapath
+from vnicbond.datapath.forwarder import Datapath
+from vnicbond.datapath.offsets import BATCH, BUFFER_SIZE
 from vnicbond.datapath.port import (
     MIN_SEGMENT,
     RX_ERRORS,

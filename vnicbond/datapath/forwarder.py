@@ -1,52 +1,57 @@
-"""The forwarder: moves frames between the TAP and the member packet sockets.
+"""The forwarder: moves frames between the TAP and the members' packet rings.
 
-It owns the per-frame loops of both modes (active-backup and load spreading) and the
-forwarding table they follow, which the daemon sets (:meth:`Datapath.set_forwarding`,
-:meth:`Datapath.set_spread`: which member transmits, which members may deliver to the TAP); it
-decides nothing itself. A member's counters and drop reasons live in
-:mod:`vnicbond.datapath.port`, the rewrite of neighbour discovery in load spreading in
-:mod:`vnicbond.datapath.ndp`. Every frame carries its 10-byte virtio-net header from the reader
-to the writer untouched, so TCP super-frames and partial checksums cross whole and the kernel
-segments or finishes them on the way out.
+It owns the forwarding table both modes follow, which the daemon sets
+(:meth:`Datapath.set_forwarding`, :meth:`Datapath.set_spread`: which member transmits, which
+members may deliver to the TAP), the ports, and what every frame loop shares: reading a frame
+too long for its receive slot, a pending socket error, the frames the daemon builds itself. It
+decides nothing itself. The per-frame loops are :mod:`vnicbond.datapath.backup` (active-backup)
+and :mod:`vnicbond.datapath.spread` (load spreading), mixed into :class:`Datapath` so they read
+the table as its attributes; flushing a transmit ring is :mod:`vnicbond.datapath.txring`, a
+member's counters and drop reasons :mod:`vnicbond.datapath.port`.
 
-Per frame it does two system calls and a few byte comparisons: no parsing beyond the
-destination MAC, no logging, no allocation beyond a memoryview slice.
+Each member's data socket carries a memory-mapped receive ring and transmit ring
+(:mod:`vnicbond.system.ring`). Inbound, a readiness callback drains up to ``BATCH`` filled slots
+and writes each frame, its virtio-net header just before it in the slot, to the TAP in one
+``write`` with no copy. Outbound, the TAP is read straight into the next free transmit slot
+(active-backup) and one ``send()`` flushes the batch. Frames keep their virtio-net header from
+the reader to the writer untouched, so TCP super-frames and partial checksums cross whole and
+the kernel segments or finishes them on the way out.
 
 Every frame read is either passed on or counted under one reason (the ``*_REASONS`` of
 :mod:`vnicbond.datapath.port`), so what arrives always adds up to what left plus what was
 dropped. Hostile frames cost the same as any other: nothing here parses beyond fixed offsets
-checked against the frame's length, and what the kernel refuses to send (a lying virtio-net
-header, a frame above the MTU) comes back as an error that is counted, not raised.
+checked against the frame's length.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
-import os
 import socket
+from typing import Protocol
 
-from vnicbond.datapath.flowhash import FlowTable, flow_hash
-from vnicbond.datapath.ndp import neighbor_discovery
-from vnicbond.datapath.offsets import ARP_SHA, ARP_SPA, ARP_TPA, DST, ICMP6, IP6_DST, L3, SRC, TYPE
-from vnicbond.datapath.port import MAX_FLOWS, TAP_REASONS, Port, tx_reason, wire_packets
+from vnicbond.datapath.backup import BackupLoops
+from vnicbond.datapath.flowhash import FlowTable
+from vnicbond.datapath.offsets import BUFFER_SIZE
+from vnicbond.datapath.port import TAP_REASONS, Port
+from vnicbond.datapath.spread import SpreadLoops
+from vnicbond.datapath.txring import flush
+from vnicbond.system.packet import socket_error
+from vnicbond.system.ring import LEN, TP_STATUS_COPY, TP_STATUS_SEND_REQUEST, Ring
 from vnicbond.wire.vnet import VNET_HDR_LEN, ZERO_VNET_HDR
 
-#: Frames drained per readiness callback before yielding to the event loop.
-BATCH = 64
-#: Room for a 64 KiB GSO super-frame, its Ethernet header and the virtio-net header.
-BUFFER_SIZE = 10 + 14 + 65535 + 64
 _MSG_TRUNC = socket.MSG_TRUNC  # recv returns the frame's real length, so a cut is seen
 
 
-class Datapath:
-    """Frames between one TAP and its members, following the forwarding table.
+class Rings(Protocol):
+    """A member socket's receive and transmit rings."""
 
-    About 350 lines, and one class on purpose: the four frame loops read the table's state
-    (ports, the MACs, the buckets) as this object's attributes, hoisted into locals once per
-    batch and some read per frame. Holding the table in another object would add a lookup per
-    frame or per batch to the hot path, which is what this class exists to keep lean.
-    """
+    rx: Ring
+    tx: Ring
+
+
+class Datapath(BackupLoops, SpreadLoops):
+    """Frames between one TAP and its members, following the forwarding table."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, tap_fd: int, group_mac: bytes,
                  mtu: int = 65535) -> None:
@@ -71,8 +76,11 @@ class Datapath:
         self.own_macs: frozenset[bytes] = frozenset([self.group_mac])
         #: Frames read from the TAP that no member was asked to send, by :data:`TAP_REASONS`.
         self.tap_drops = dict.fromkeys(TAP_REASONS, 0)
+        #: TAP frames no transmit slot takes (load spreading, a full ring), and received frames
+        #: too long for their slot.
         self._tap_buf = bytearray(BUFFER_SIZE)
         self._rx_buf = bytearray(BUFFER_SIZE)
+        self._rx_view = memoryview(self._rx_buf)
         self._started = False
 
     @property
@@ -81,10 +89,11 @@ class Datapath:
         return sum(self.tap_drops.values())
 
     # -- table -------------------------------------------------------------------------------
-    def add_port(self, name: str, sock: socket.socket, mac: bytes = b"",
-                 test_ip: bytes | None = None) -> Port:
-        """Start reading a member's socket."""
-        port = Port(name, sock, mac, test_ip)
+    def add_port(self, name: str, sock: socket.socket, rings: Rings, mac: bytes = b"",
+                 test_ip: bytes | None = None, mtu: int = 1500) -> Port:
+        """Start reading a member's socket and rings."""
+        port = Port(name, sock, mac, test_ip, mtu)
+        port.rx, port.tx = rings.rx, rings.tx
         self.ports[name] = port
         self._refresh_own_macs()
         self.loop.add_reader(sock.fileno(), self._on_member_ready, port)
@@ -95,8 +104,7 @@ class Datapath:
         port = self.ports.pop(name, None)
         if port is None:
             return None
-        if port.sock.fileno() >= 0:
-            self.loop.remove_reader(port.sock.fileno())
+        self.detach(name, port)
         if self.tx_port is port:
             self.tx_port = None
         self.rx_ports = self.rx_ports - {port}
@@ -106,22 +114,36 @@ class Datapath:
                             {ip: p.name for ip, p in self.host_ports.items() if p is not port})
         return port
 
-    def detach(self, name: str) -> None:
-        """The member's NIC went away: stop reading its socket (the caller closes it). The
-        port keeps its counters; sends through it fail and are counted until the forwarding
-        table stops naming it, which the caller arranges at once."""
-        port = self.ports.get(name)
-        if port is not None and port.sock.fileno() >= 0:
+    def detach(self, name: str, port: Port | None = None) -> None:
+        """The member's NIC went away: stop reading its socket and let go of its rings (the
+        caller closes them). The port keeps its counters; frames for it are dropped until the
+        forwarding table stops naming it, which the caller arranges at once."""
+        port = port or self.ports.get(name)
+        if port is None:
+            return
+        if port.sock.fileno() >= 0:
             self.loop.remove_reader(port.sock.fileno())
+        port.rx = port.tx = None
+        port.pending.clear()
 
-    def attach(self, name: str, sock: socket.socket, mac: bytes) -> None:
+    def attach(self, name: str, sock: socket.socket, rings: Rings, mac: bytes) -> None:
         """A new NIC took the member's name: read and send through its socket from now on."""
         port = self.ports[name]
         self.detach(name)
         port.sock = sock
+        port.rx, port.tx = rings.rx, rings.tx
         port.mac = mac
         self._refresh_own_macs()
         self.loop.add_reader(sock.fileno(), self._on_member_ready, port)
+
+    def rearm(self, name: str) -> None:
+        """Watch the member's socket afresh. uvloop stops watching a descriptor that reported
+        an error (the NIC went down): this brings it back, and is harmless otherwise."""
+        port = self.ports.get(name)
+        if port is None or port.rx is None or port.sock.fileno() < 0:
+            return
+        self.loop.remove_reader(port.sock.fileno())
+        self.loop.add_reader(port.sock.fileno(), self._on_member_ready, port)
 
     def _refresh_own_macs(self) -> None:
         """The MACs whose broadcasts flooded back to us are our own: the group's and members'."""
@@ -132,6 +154,10 @@ class Datapath:
         port = self.ports[name]
         port.test_ip4 = test_ip if test_ip is not None and len(test_ip) == 4 else None
         port.test_ip6 = test_ip if test_ip is not None and len(test_ip) == 16 else None
+
+    def set_mtu(self, name: str, mtu: int) -> None:
+        """A member's NIC has MTU ``mtu`` now: frames above it are not sent."""
+        self.ports[name].tx_max = VNET_HDR_LEN + 14 + mtu
 
     def set_forwarding(self, tx: str | None, rx: frozenset[str] | set[str]) -> None:
         """Point outbound traffic at member ``tx`` and accept inbound from members ``rx``."""
@@ -166,20 +192,35 @@ class Datapath:
 
     # -- control frames ----------------------------------------------------------------------
     def send_frame(self, member: str, frame: bytes) -> bool:
-        """Send a frame the daemon built (no virtio-net header yet) out of ``member``."""
+        """Send a frame the daemon built (no virtio-net header yet) out of ``member``;
+        whether the kernel took it."""
         port = self.ports.get(member)
-        if port is None:
+        if port is None or port.tx is None:
             return False
-        try:
-            port.sock.send(ZERO_VNET_HDR + frame)
-        except OSError as e:
-            port.drops[tx_reason(e.errno)] += 1
+        before = port.tx_packets
+        if self._queue(port, ZERO_VNET_HDR + frame, 1):
+            flush(port, 1, len(frame))
+        return port.tx_packets > before
+
+    def _queue(self, port: Port, data: bytes | memoryview, packets: int) -> bool:
+        """Copy one frame (virtio-net header first) into the port's next transmit slot and
+        request it; a full ring drops it (``tx_congested``)."""
+        tx = port.tx
+        assert tx is not None
+        i = tx.head
+        w = tx.at[i]
+        if tx.words[w]:
+            port.drops["tx_congested"] += 1
             return False
-        port.tx_packets += 1
-        port.tx_bytes += len(frame)
+        n = len(data)
+        tx.views[i][:n] = data
+        tx.words[w + LEN] = n
+        tx.words[w] = TP_STATUS_SEND_REQUEST
+        tx.head = i + 1 if i + 1 < tx.count else 0
+        port.pending.append([w, i, packets, n - VNET_HDR_LEN])
         return True
 
-    # -- the hot path ------------------------------------------------------------------------
+    # -- shared by the loops -----------------------------------------------------------------
     def _on_tap_ready(self) -> None:
         if self.spreading:
             self._on_tap_spread()
@@ -192,206 +233,27 @@ class Datapath:
         else:
             self._on_member(port)
 
-    def _on_tap(self) -> None:
-        readinto = self.tap.readinto
-        buf = self._tap_buf
-        port = self.tx_port
-        tap_drops = self.tap_drops
-        if port is None:
-            # No usable member: drain and count, so stale frames do not burst out later.
-            try:
-                for _ in range(BATCH):
-                    if not readinto(buf):
-                        return
-                    tap_drops["no_member"] += 1
-            except OSError:
-                tap_drops["read_error"] += 1
-            return
-        mv = memoryview(buf)
-        send = port.sock.send
-        packets = nbytes = 0
+    def _copied(self, port: Port, status: int) -> memoryview | None:
+        """A frame longer than its receive slot. With ``TP_STATUS_COPY`` the kernel queued it
+        whole on the socket (read it, in ring order); without, its queue was full and the
+        frame is lost (``kernel``). None: nothing to forward (counted)."""
+        if not status & TP_STATUS_COPY:
+            port.drops["kernel"] += 1
+            return None
+        buf = self._rx_buf
         try:
-            for _ in range(BATCH):
-                n = readinto(buf)
-                if not n:  # None: nothing left to read
-                    break
-                if n < VNET_HDR_LEN + 14:
-                    tap_drops["runt"] += 1
-                    continue
-                try:
-                    send(mv[:n])
-                except OSError as e:
-                    port.drops[tx_reason(e.errno)] += 1
-                    continue
-                packets += wire_packets(buf, n) if buf[1] else 1
-                nbytes += n - VNET_HDR_LEN
+            n = port.sock.recv_into(buf, 0, _MSG_TRUNC)
         except OSError:
-            tap_drops["read_error"] += 1
-        port.tx_packets += packets
-        port.tx_bytes += nbytes
+            port.drops["error"] += 1
+            return None
+        if n > len(buf):
+            port.drops["oversize"] += 1  # cut short by the buffer: above any MTU
+            return None
+        return self._rx_view[:n]
 
-    def _on_member(self, port: Port) -> None:
-        recv_into = port.sock.recv_into
-        buf = self._rx_buf
-        size = len(buf)
-        mv = memoryview(buf)
-        tap_fd = self.tap_fd
-        write = os.write
-        mac = self.group_mac
-        deliver = port in self.rx_ports
-        drops = port.drops
-        max_frame = min(self.max_frame, size)
-        packets = nbytes = 0
-        for _ in range(BATCH):
-            try:
-                n = recv_into(buf, 0, _MSG_TRUNC)
-            except BlockingIOError:
-                break
-            except OSError:
-                drops["error"] += 1  # e.g. ENETDOWN, reported once when the link goes
-                break
-            if not deliver:
-                drops["inactive"] += 1  # only the members the table names deliver to the TAP
-                continue
-            if n < VNET_HDR_LEN + 14:
-                drops["runt"] += 1
-                continue
-            if n > max_frame and (n > size or not buf[1]):
-                drops["oversize"] += 1  # above the MTU, or cut short by the buffer
-                continue
-            if buf[VNET_HDR_LEN] & 1:
-                # Broadcast or multicast: ignore our own frames flooded back by the switch.
-                if buf.startswith(mac, SRC):
-                    drops["looped"] += 1
-                    continue
-            elif not buf.startswith(mac, DST):
-                # Unicast for another host (flooded by the switch) or for the member's own
-                # MAC (its test address's traffic, which the control socket reads).
-                drops["daemon" if buf.startswith(port.mac, DST) else "foreign"] += 1
-                continue
-            try:
-                write(tap_fd, mv[:n])
-            except OSError:
-                drops["tap_write"] += 1
-                continue
-            packets += wire_packets(buf, n) if buf[1] else 1
-            nbytes += n - VNET_HDR_LEN
-        port.rx_packets += packets
-        port.rx_bytes += nbytes
-
-    # -- load spreading ----------------------------------------------------------------------
-    def _on_tap_spread(self) -> None:
-        """Each frame out of the member its flow hashes to, with that member's MAC as source;
-        ARP and neighbour discovery out of the member hosting the address they speak for."""
-        readinto = self.tap.readinto
-        buf = self._tap_buf
-        mv = memoryview(buf)
-        buckets = self.bucket_ports
-        mask = self.flow_table.mask
-        tap_drops = self.tap_drops
-        for _ in range(BATCH):
-            try:
-                n = readinto(buf)
-            except OSError:
-                tap_drops["read_error"] += 1
-                return
-            if not n:
-                return
-            if n < VNET_HDR_LEN + 14:
-                tap_drops["runt"] += 1
-                continue
-            ethertype = (buf[TYPE] << 8) | buf[TYPE + 1]
-            h = -1
-            if ethertype == 0x0806 and n >= ARP_SPA + 4:
-                port = self.host_ports.get(bytes(buf[ARP_SPA:ARP_SPA + 4]), self.first_port)
-                if port is not None:
-                    buf[ARP_SHA:ARP_SHA + 6] = port.mac
-            elif (ethertype == 0x86DD and n >= ICMP6 + 8 and buf[L3 + 6] == 58
-                  and 133 <= buf[ICMP6] <= 136):
-                port = neighbor_discovery(buf, n, self.host_ports, self.first_port,
-                                          self.group_mac)
-            else:
-                h = flow_hash(buf, VNET_HDR_LEN, n)
-                port = buckets[h & mask]
-            if port is None:
-                tap_drops["no_member"] += 1
-                continue
-            buf[SRC:SRC + 6] = port.mac
-            try:
-                port.sock.send(mv[:n])
-            except OSError as e:
-                port.drops[tx_reason(e.errno)] += 1
-                continue
-            port.tx_packets += wire_packets(buf, n) if buf[1] else 1
-            port.tx_bytes += n - VNET_HDR_LEN
-            if h >= 0:
-                flows = port.flows
-                if len(flows) >= MAX_FLOWS:
-                    flows.clear()
-                flows.add(h)
-
-    def _on_member_spread(self, port: Port) -> None:
-        """Frames for the member's own MAC go to the TAP with the TAP's MAC as destination;
-        broadcasts and multicasts only from the first active member; none from ourselves."""
-        recv_into = port.sock.recv_into
-        buf = self._rx_buf
-        mv = memoryview(buf)
-        tap_fd = self.tap_fd
-        write = os.write
-        deliver = port in self.rx_ports
-        flood = port is self.first_port
-        mac = port.mac
-        drops = port.drops
-        size = len(buf)
-        max_frame = min(self.max_frame, size)
-        for _ in range(BATCH):
-            try:
-                n = recv_into(buf, 0, _MSG_TRUNC)
-            except BlockingIOError:
-                return
-            except OSError:
-                drops["error"] += 1
-                return
-            if not deliver:
-                drops["inactive"] += 1
-                continue
-            if n < VNET_HDR_LEN + 14:
-                drops["runt"] += 1
-                continue
-            if n > max_frame and (n > size or not buf[1]):
-                drops["oversize"] += 1  # above the MTU, or cut short by the buffer
-                continue
-            if buf[DST] & 1:
-                if not flood:
-                    drops["inactive"] += 1  # another member hands broadcasts to the TAP
-                    continue
-                if bytes(buf[SRC:SRC + 6]) in self.own_macs:
-                    drops["looped"] += 1
-                    continue
-            elif buf.startswith(mac, DST):
-                if self._for_test_address(port, buf, n):
-                    drops["daemon"] += 1  # a probe reply or ARP for the test address
-                    continue
-                buf[DST:DST + 6] = self.group_mac
-            else:
-                drops["foreign"] += 1
-                continue
-            try:
-                write(tap_fd, mv[:n])
-            except OSError:
-                drops["tap_write"] += 1
-                continue
-            port.rx_packets += wire_packets(buf, n) if buf[1] else 1
-            port.rx_bytes += n - VNET_HDR_LEN
-
-    @staticmethod
-    def _for_test_address(port: Port, buf: bytearray, n: int) -> bool:
-        ethertype = (buf[TYPE] << 8) | buf[TYPE + 1]
-        if port.test_ip4 is not None:
-            if ethertype == 0x0800 and n >= L3 + 20:
-                return buf.startswith(port.test_ip4, L3 + 16)
-            if ethertype == 0x0806 and n >= ARP_TPA + 4:
-                return buf.startswith(port.test_ip4, ARP_TPA)
-        if port.test_ip6 is not None and ethertype == 0x86DD and n >= L3 + 40:
-            return buf.startswith(port.test_ip6, IP6_DST)
-        return False
+    def _on_empty(self, port: Port) -> None:
+        """A wake-up with no frame: a pending socket error (the NIC went down) keeps the
+        socket readable, and uvloop then stops watching it. Clear it, count it, watch again."""
+        if socket_error(port.sock):
+            port.drops["error"] += 1
+            self.loop.call_soon(self.rearm, port.name)

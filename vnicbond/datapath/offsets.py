@@ -1,5 +1,6 @@
 """Where the datapath finds the few fields it reads: fixed offsets into a frame as it sits in
-the datapath's buffer, behind its 10-byte virtio-net header.
+the datapath's buffer, behind its 10-byte virtio-net header; and how many frames a loop takes
+at once.
 
 It owns these numbers only. Every use checks the frame's length before reading at them; the
 parsers of whole messages live in :mod:`vnicbond.wire`.
@@ -22,3 +23,10 @@ ARP_TPA = L3 + 24
 IP6_SRC = L3 + 8
 IP6_DST = L3 + 24
 ICMP6 = L3 + 40
+
+#: Frames drained per readiness callback before yielding to the event loop.
+BATCH = 64
+#: Room for a 64 KiB GSO super-frame, its Ethernet header and the virtio-net header.
+BUFFER_SIZE = 10 + 14 + 65535 + 64
+#: The shortest frame: its virtio-net header and an Ethernet header.
+MIN_FRAME = VNET_HDR_LEN + 14

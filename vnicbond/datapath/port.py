@@ -1,7 +1,7 @@
 """One member's port on the datapath and its accounting.
 
-It owns what the datapath counts per member: the :class:`Port` (the member's packet socket,
-MAC, test address and counters), the reasons a frame is dropped (:data:`RX_REASONS`,
+It owns what the datapath counts per member: the :class:`Port` (the member's packet socket and
+its rings, MAC, test address, MTU and counters), the reasons a frame is dropped (:data:`RX_REASONS`,
 :data:`TX_REASONS`, :data:`TAP_REASONS`), the kernel's verdict on a failed send
 (:func:`tx_reason`) and how many packets a frame becomes on the wire (:func:`wire_packets`).
 It forwards nothing and decides nothing: :mod:`vnicbond.datapath.forwarder` moves the frames
@@ -14,6 +14,7 @@ import errno
 import socket
 
 from vnicbond.system.packet import kernel_drops
+from vnicbond.system.ring import Ring
 from vnicbond.wire.vnet import GSO_UDP_L4, VNET_HDR_LEN
 
 #: The smallest segment size :func:`wire_packets` believes.
@@ -44,26 +45,39 @@ def tx_reason(err: int | None) -> str:
 
 
 class Port:
-    """One member's packet socket and its counters."""
+    """One member's packet socket, its rings and its counters."""
 
     __slots__ = (
         "drops",
         "flows",
         "mac",
         "name",
+        "pending",
+        "rx",
         "rx_bytes",
         "rx_packets",
         "sock",
         "test_ip4",
         "test_ip6",
+        "tx",
         "tx_bytes",
+        "tx_max",
         "tx_packets",
     )
 
     def __init__(self, name: str, sock: socket.socket, mac: bytes = b"",
-                 test_ip: bytes | None = None) -> None:
+                 test_ip: bytes | None = None, mtu: int = 1500) -> None:
         self.name = name
         self.sock = sock
+        #: The socket's receive and transmit rings (None while the member's NIC is gone).
+        self.rx: Ring | None = None
+        self.tx: Ring | None = None
+        #: Transmit slots requested and not yet flushed: [word, slot, packets, bytes] each
+        #: (packets -1: given up, to be skipped by the kernel). Empty between callbacks.
+        self.pending: list[list[int]] = []
+        #: The longest frame (virtio-net header included) that is not a GSO super-frame the
+        #: member's NIC sends: its MTU and Ethernet header (4 more with a VLAN tag).
+        self.tx_max = VNET_HDR_LEN + 14 + mtu
         #: The member's own MAC: its source address in load spreading.
         self.mac = mac
         #: The member's test address (packed), whose frames belong to the daemon, not the TAP.

@@ -133,7 +133,7 @@ class GroupRuntime:
 
     def _open(self, member: Member) -> None:
         assert self._loop is not None and self.datapath is not None
-        member.open(self._loop, self.datapath, self.cfg.mac, self._on_probe_frames)
+        member.open(self._loop, self.datapath, self.cfg.mac, self.cfg.mtu, self._on_probe_frames)
         self._configure(member)
 
     def _configure(self, member: Member) -> None:
@@ -217,7 +217,7 @@ class GroupRuntime:
         if member is not None:
             if not deleted and info.name == member.name:
                 up = member.up
-                member.link = info
+                member.link_changed(info)
                 if info.up != up:
                     log.debug("link %s: %s", member.name, "up" if info.up else "down")
                     self.apply(self.engine.link(member.name, info.up, time.monotonic()))
@@ -250,7 +250,7 @@ class GroupRuntime:
             if info is None or self.members.get(member.name) is not member:
                 raise IsolationError("it went away again")
             self._open(member)
-            member.link = info
+            member.link_changed(info)
             log.warning("%s: member %s is back on a new NIC (index %d, %s)", self.name,
                         member.name, info.index, format_mac(member.mac))
             self.apply(self.engine.nic_back(member.name, member.mac, info.up, time.monotonic()))
@@ -300,7 +300,7 @@ class GroupRuntime:
             member = added[name] = Member(name, cfg.name)
             member.link = await loop.run_in_executor(None, netlink.get_link, name)
             assert self._loop is not None and self.datapath is not None
-            member.open(self._loop, self.datapath, cfg.mac, self._on_probe_frames)
+            member.open(self._loop, self.datapath, cfg.mac, cfg.mtu, self._on_probe_frames)
         await loop.run_in_executor(None, netlink.change_addresses, cfg.name,
                                    changes.addresses_added, changes.addresses_removed)
         self.cfg = cfg

@@ -1,7 +1,8 @@
 """One member NIC at run time: the one home of its sockets, MAC, link and drop totals.
 
-A :class:`Member` owns the member's data socket (handed to the datapath, which reads it and
-counts its frames), its two probe sockets when it probes (read here, their frames handed to the
+A :class:`Member` owns the member's data socket and its memory-mapped rings (lent to the
+datapath, which drains and fills them and counts their frames), its two probe sockets when it
+probes (read here, their frames handed to the
 group runtime), the MAC of the NIC it is bound to, the last link state netlink reported, and
 the frames the kernel dropped at its probe sockets. Opening and closing are written here once:
 :meth:`Member.open` at start, on a reload that adds the member and when a new NIC takes its
@@ -22,6 +23,7 @@ from ipaddress import IPv4Address, IPv6Address
 from vnicbond.datapath import Datapath
 from vnicbond.system.netlink import LinkInfo
 from vnicbond.system.packet import ProbeSockets, open_member_socket
+from vnicbond.system.ring import MemberRings
 
 log = logging.getLogger("vnicbond")
 
@@ -46,6 +48,7 @@ class Member:
         #: A new NIC took the member's name and is being taken back.
         self.attaching = False
         self.sock: socket.socket | None = None
+        self.rings: MemberRings | None = None
         self.probe: ProbeSockets | None = None
         self._probe_kernel = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -58,19 +61,21 @@ class Member:
         return self.link is not None and self.link.up
 
     def open(self, loop: asyncio.AbstractEventLoop, datapath: Datapath, group_mac: bytes,
-             on_frames: FrameHandler) -> None:
-        """Open the data socket on the NIC now called by the member's name (asking it to
-        accept ``group_mac``) and hand it to the datapath; :meth:`configure` then says what
-        belongs to its test address and whether it probes. Raises OSError if the NIC cannot
-        be opened."""
-        sock = open_member_socket(self.name, group_mac)
-        self.sock = sock
+             group_mtu: int, on_frames: FrameHandler) -> None:
+        """Open the data socket and its rings on the NIC now called by the member's name
+        (asking it to accept ``group_mac``; receive slots sized for ``group_mtu``) and hand
+        them to the datapath; :meth:`configure` then says what belongs to its test address and
+        whether it probes. Raises OSError if the NIC cannot be opened."""
+        sock, rings = open_member_socket(self.name, group_mac, group_mtu)
+        self.sock, self.rings = sock, rings
         self.mac = sock.getsockname()[4]
         self._loop, self._datapath, self._on_frames = loop, datapath, on_frames
         if self.name in datapath.ports:  # a new NIC under the member's name
-            datapath.attach(self.name, sock, self.mac)
+            datapath.attach(self.name, sock, rings, self.mac)
         else:
-            datapath.add_port(self.name, sock, self.mac)
+            datapath.add_port(self.name, sock, rings, self.mac)
+        if self.link is not None:
+            datapath.set_mtu(self.name, self.link.mtu)
 
     def configure(self, test_ip: IPAddress | None, probe_ip: IPAddress | None) -> None:
         """The member's test address (frames for it belong to the daemon, not the TAP) and
@@ -94,10 +99,30 @@ class Member:
         if dp is not None and port is not None and self.sock is not None:
             port.poll_kernel()
             dp.detach(self.name)
+        if self.rings is not None:
+            self.rings.close()
+            self.rings = None
         if self.sock is not None:
             self.sock.close()
             self.sock = None
         self._close_probe()
+
+    def link_changed(self, info: LinkInfo) -> None:
+        """Netlink reports the member's NIC (same index): keep its MTU for the datapath, and
+        watch every socket afresh once it is back up (uvloop stops watching a socket that
+        reported the NIC going down)."""
+        old, self.link = self.link, info
+        dp = self._datapath
+        if dp is None or self.sock is None:
+            return
+        if old is None or old.mtu != info.mtu:
+            dp.set_mtu(self.name, info.mtu)
+        if info.admin_up and not (old is not None and old.admin_up):
+            dp.rearm(self.name)
+            if self.probe is not None and self._loop is not None:
+                for sock in self.probe:
+                    self._loop.remove_reader(sock.fileno())
+                    self._loop.add_reader(sock.fileno(), self._on_probe_ready, sock)
 
     def remove(self) -> None:
         """A reload removed the member: close it and drop its datapath port."""

@@ -4,7 +4,8 @@ Owns the socket options the datapath relies on: ``PACKET_VNET_HDR`` (GSO super-f
 partial checksums pass through whole), ``PACKET_IGNORE_OUTGOING`` (we never read back what we
 send) and the unicast/all-multicast memberships that make the NIC accept frames for the group's
 MAC and the data addresses' multicast groups. Memberships belong to the socket, so the kernel
-drops them when the socket closes, even after a crash.
+drops them when the socket closes, even after a crash. A member's data socket carries the
+memory-mapped rings the datapath reads and fills (:mod:`vnicbond.system.ring`).
 
 A probing member also has two *probe sockets* (:class:`ProbeSockets`), each behind its own BPF
 filter (:func:`probe_filter`), which carry only the control frames the prober reads: replies
@@ -17,6 +18,9 @@ import ctypes
 import socket
 import struct
 from collections.abc import Iterator
+
+from vnicbond.system import ring
+from vnicbond.system.ring import MemberRings
 
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
@@ -32,7 +36,8 @@ SO_SNDBUFFORCE = 32
 SO_RCVBUFFORCE = 33
 PACKET_STATISTICS = 6
 
-#: Data socket buffers sized for bursts of 64 KiB super-frames (and floods).
+#: Data socket buffers: the receive queue holds the super-frames too big for a receive ring
+#: slot (PACKET_COPY_THRESH), so it is sized for bursts of 64 KiB GRO frames.
 SOCKET_BUFFER = 4 * 1024 * 1024
 #: Probe socket buffers: thousands of small frames queue before the kernel drops any.
 PROBE_BUFFER = 1024 * 1024
@@ -43,24 +48,44 @@ def _membership(ifindex: int, kind: int, addr: bytes = b"") -> bytes:
     return struct.pack("iHH8s", ifindex, kind, len(addr), addr)
 
 
-def open_member_socket(ifname: str, group_mac: bytes) -> socket.socket:
-    """Open a non-blocking packet socket on ``ifname`` that carries virtio-net headers."""
+def open_member_socket(ifname: str, group_mac: bytes, mtu: int
+                       ) -> tuple[socket.socket, MemberRings]:
+    """Open a non-blocking packet socket on ``ifname`` that carries virtio-net headers, with
+    its receive and transmit rings (:mod:`vnicbond.system.ring`) sized for a group of MTU
+    ``mtu``; the NIC accepts ``group_mac`` and all multicast for it."""
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     try:
+        # Options that shape the rings come first: once a ring exists they fail with EBUSY.
         sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+        sock.setsockopt(SOL_PACKET, ring.PACKET_VERSION, ring.TPACKET_V2)
+        sock.setsockopt(SOL_PACKET, ring.PACKET_LOSS, 1)  # a slot the kernel cannot parse is
+        sock.setsockopt(SOL_PACKET, ring.PACKET_COPY_THRESH, 1)  # skipped; big frames copied
         sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
         _set_buffers(sock, SOCKET_BUFFER)
         sock.bind((ifname, ETH_P_ALL))
+        # Bound to a NIC that is down, the socket starts with ENETDOWN pending: clear it, or
+        # the event loop sees an error where there is none yet.
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         ifindex = socket.if_nametoindex(ifname)
         sock.setsockopt(
             SOL_PACKET, PACKET_ADD_MEMBERSHIP, _membership(ifindex, PACKET_MR_UNICAST, group_mac)
         )
         sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, _membership(ifindex, PACKET_MR_ALLMULTI))
         sock.setblocking(False)
+        rings = ring.MemberRings(sock, ring.rx_geometry(mtu))
     except BaseException:
         sock.close()
         raise
-    return sock
+    return sock, rings
+
+
+def socket_error(sock: socket.socket) -> int:
+    """Read and clear the socket's pending error (0 if none). A ring reader never calls
+    ``recv``, so nothing else clears it, and a pending error keeps the socket readable."""
+    try:
+        return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+    except OSError:
+        return 0
 
 
 # Classic BPF, enough for one small filter.
