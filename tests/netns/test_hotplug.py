@@ -151,3 +151,40 @@ def test_a_nic_deleted_while_link_events_overflowed_is_still_noticed(lab, make_b
     assert "overflowed" in bond.logs()
     wait_ping(lab, lab.peer, DATA_V4, timeout=5)
     assert bond.stop() == 0
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_member_set_down_and_up_on_the_host_carries_traffic_again(lab, make_bond):
+    """`ip link set m0 down; up` on the host (not a pulled cable: the NIC itself goes down, and
+    its sockets get ENETDOWN): while m0 is down the daemon does not spin on the pending error,
+    and once it is up again m0 is repaired, takes the traffic back (failback) and forwards
+    both ways, its probes answered again (its receive ring and probe sockets are read)."""
+    bond = make_bond(lab, **FAST, probe={"targets": ["198.18.0.2"]},
+                     members=[{"name": "m0", "test_address": "198.18.0.21/24"},
+                              {"name": "m1", "test_address": "198.18.0.22/24"}])
+    wait_ping(lab, lab.peer, DATA_V4)
+    lab.wait_for(lambda: all(m["probe"] == "ok" for m in bond.status()["members"]),
+                 what="both members' probes answered")
+    for _ in range(2):  # twice: the second time exercises the watch set up again the first
+        lab.ns(lab.host, "ip", "link", "set", "m0", "down")
+        lab.wait_for(lambda: bond.active() == "m1", what="m1 to take over")
+        cpu = _cpu_seconds(bond.daemon_pid())
+        time.sleep(1.0)
+        # A loop spinning on the pending error would burn the whole second.
+        assert _cpu_seconds(bond.daemon_pid()) - cpu < 0.5
+        assert lab.ping_ok(lab.peer, DATA_V4)
+        lab.ns(lab.host, "ip", "link", "set", "m0", "up")
+        lab.wait_for(lambda: bond.active() == "m0", timeout=15, what="m0 to take traffic back")
+        lab.wait_for(lambda: bond.member("m0")["probe"] == "ok", what="m0's probes answered")
+        before = bond.member("m0")
+        ping = ping_stream(lab, lab.peer, DATA_V4, 0.01, 100)
+        sent, received, out = ping_result(ping)
+        assert sent == received, out
+        after = bond.member("m0")
+        assert after["rx_packets"] - before["rx_packets"] >= 100
+        assert after["tx_packets"] - before["tx_packets"] >= 100
+    assert bond.member("m0")["drops"]["error"] >= 1  # the pending error was seen and cleared
