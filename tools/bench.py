@@ -3,18 +3,25 @@
 Two sections, chosen with ``--section`` (``active-backup``, the default; ``load-spread``;
 ``all`` runs both, one after the other, each recorded as it ends).
 
-**active-backup** measures four things, each through the bond and through the kernel path:
+**active-backup** measures, each through the bond and through the kernel path:
 
 * ``tcp-out``: TCP throughput from the host namespace to the peer (iperf3 client in the host);
 * ``tcp-in``: TCP throughput from the peer to the host (iperf3 client in the peer);
 * ``udp64-out`` / ``udp64-in``: 64-byte UDP datagrams per second *received*, same directions
-  (``iperf3 -u -l 64 -b 0``: the sender goes as fast as it can, the receiver counts).
+  (``iperf3 -u -l 64 -b 0``: the sender goes as fast as it can, the receiver counts);
+* ``rtt-avg`` / ``rtt-p99``: ping round-trip time from the peer to the data address, average
+  and 99th percentile of 500 pings at 10 ms;
+* ``cpu-out`` / ``cpu-in``: CPU time per packet of 64-byte UDP at 50 kpps: the daemon's per
+  packet it forwarded on the bond, the sending iperf3's per packet sent on the kernel path
+  (tools/bench_paced.py says exactly how).
 
 The kernel path is the lab with the data address 198.18.0.10/24 put straight on member m0 (no
 daemon); the bond is the same lab topology with ``vnicbond run`` owning m0 and m1 through
 the TAP ``ipmp0``. Every measurement is repeated (kernel, bond, kernel, bond, ... in a fresh
-lab each time, so drift hits both alike) and the median is reported with the ratio
-bond/kernel and the target (0.8).
+lab each time, so drift hits both alike) and the median is reported against the kernel path
+with issue 11's target for the row. ``--compare PATH`` also runs the daemon of another
+checkout of vnicbond (e.g. /work/main: "before") in the same alternation (kernel, bond,
+before, kernel, ...) and reports it the same way, then the two daemons against each other.
 
 **load-spread** rate-limits every member's wire to the same rate R (``--rate``, default
 200 Mbit/s; a ``tbf`` qdisc on m0, m1 for what the host sends and on the switch ports s0, s1
@@ -31,110 +38,50 @@ It reports the medians, the ratio two/one (ideal 2.0) and each as a multiple of 
 is two members >= 1.8 R. Runs alternate one member, two members, ... each in a fresh lab.
 
 A missed target prints ``MISSED``; the exit status is still 0, since this is a benchmark, not
-a test. Unless ``--no-record`` is given, the table, the date, the machine and the command line
+a test. Unless ``--no-record`` is given, the tables, the date, the machine and the command line
 replace the section of docs/benchmarks.md between its markers.
 
 Needs root, ``ip``, ``nft``, ``tc``, ``iperf3``, ``ping`` and ``ss``. Run it as ``tools/bench``
 (or ``make bench``; from the repository, ``.venv/bin/python -m tools.bench``). This module is
-its command line, sections and report; tools/bench_measure.py measures; the lab, the daemon,
-iperf3 and the results' tables come from :mod:`vnicbond.lab`.
+its command line and sections; tools/bench_measure.py and tools/bench_paced.py measure,
+tools/bench_report.py makes the tables; the lab, the daemon, iperf3, ping and the results'
+tables come from :mod:`vnicbond.lab`.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import math
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from tools import DOC, ROOT, interrupt_on_signals
 from tools.bench_measure import (
     METRICS,
-    MODES,
     SPREAD_METRICS,
     SPREAD_MODES,
-    Metric,
-    Results,
     run_bond,
     run_kernel,
     run_spread,
 )
+from tools.bench_model import Metric, Results
+from tools.bench_report import (
+    SPREAD_HEADERS,
+    Table,
+    ab_tables,
+    drops_text,
+    samples_text,
+    spread_rows,
+)
 from vnicbond.lab.results import command_line, machine, markdown_table, record, text_table
 
-TARGET = 0.8  # active-backup: bond / kernel
-SPREAD_TARGET = 1.8  # load-spread: two members, as a multiple of R
-SPREAD_IDEAL = 2.0  # load-spread: two / one
 DEFAULT_RATE = 200  # load-spread: Mbit/s per member and direction
-
-
-# -- reporting --------------------------------------------------------------------------------
-def table_rows(results: Results, args: argparse.Namespace) -> list[list[str]]:
-    """metric | kernel | bond | ratio | target | result, one row per metric."""
-    rows = []
-    for metric in METRICS:
-        kernel, bond = results.median("kernel", metric), results.median("bond", metric)
-        ratio = bond / kernel if kernel and bond is not None else None
-        verdict = "n/a" if ratio is None else ("ok" if ratio >= TARGET else "MISSED")
-        rows.append([metric.label, metric.format(kernel), metric.format(bond),
-                     format_ratio(ratio), f">= {TARGET:.2f}", verdict])
-    return rows
-
-
-def spread_rows(results: Results, args: argparse.Namespace) -> list[list[str]]:
-    """metric | one member | two members | two / one | ideal | target | result; throughputs
-    also as multiples of R, which the target is about."""
-    rate = args.rate * 1e6
-    rows = []
-    for metric in SPREAD_METRICS:
-        one, two = (results.median(mode, metric) for mode in SPREAD_MODES)
-        ratio = two / one if one and two is not None else None
-        verdict = "n/a" if two is None else ("ok" if two / rate >= SPREAD_TARGET else "MISSED")
-        rows.append([metric.label, _with_rate(metric, one, rate), _with_rate(metric, two, rate),
-                     format_ratio(ratio), f"{SPREAD_IDEAL:.2f}", f">= {SPREAD_TARGET:.2f} R",
-                     verdict])
-    return rows
-
-
-def _with_rate(metric: Metric, value: float | None, rate: float) -> str:
-    """``value`` in the metric's unit and as a multiple of the rate R."""
-    if value is None:
-        return "n/a"
-    return f"{metric.format(value)} ({format_ratio(value / rate)} R)"
-
-
-def format_ratio(ratio: float | None) -> str:
-    """Two decimals, rounded down, so a ratio shown as 0.80 has really reached 0.80."""
-    return "n/a" if ratio is None else f"{math.floor(ratio * 100) / 100:.2f}"
-
-
-HEADERS = ["metric", "kernel", "bond", "ratio", "target", "result"]
-SPREAD_HEADERS = ["metric", "one member", "two members", "two / one", "ideal", "target",
-                  "result"]
-
-
-def samples_text(results: Results, metrics: Sequence[Metric] = METRICS,
-                 modes: Sequence[str] = MODES) -> list[str]:
-    """Every sample, per metric and mode, for judging the noise."""
-    lines = []
-    for metric in metrics:
-        parts = []
-        for mode in modes:
-            values = results.samples.get((mode, metric.key), [])
-            parts.append(f"{mode} " + (", ".join(metric.format(v) for v in values) or "none"))
-        lines.append(f"{metric.key}: " + "; ".join(parts))
-    return lines
-
-
-def drops_text(results: Results) -> list[str]:
-    """The daemon's drop counters after each run with the daemon."""
-    return [f"{tag}: " + ", ".join(f"{k}={v}" for k, v in drops.items())
-            for tag, drops in results.drops]
 
 
 # -- the sections -----------------------------------------------------------------------------
@@ -147,16 +94,53 @@ class Section:
 
     name: str
     metrics: tuple[Metric, ...]
-    modes: tuple[str, ...]
-    headers: list[str]
-    setups: Callable[[argparse.Namespace], list[Setup]]  # one per mode, in the same order
-    rows: Callable[[Results, argparse.Namespace], list[list[str]]]
+    runs: Callable[[argparse.Namespace], list[tuple[str, Setup]]]  # (mode, set-up), in order
+    tables: Callable[[Results, argparse.Namespace], list[Table]]
     about: Callable[[argparse.Namespace], list[str]]  # lines under the command line
     notes_heading: str
 
 
-def _spread_setups(args: argparse.Namespace) -> list[Setup]:
-    return [functools.partial(run_spread, members, args.rate) for members in (1, 2)]
+def checkout_name(path: Path) -> str:
+    """A checkout's branch and commit (``-dirty`` if its tracked files changed), as git says."""
+    def git(*args: str) -> str:
+        proc = subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True,
+                              check=False)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
+    commit = git("describe", "--always", "--dirty")
+    return f"`{git('rev-parse', '--abbrev-ref', 'HEAD')}` at {commit}" if commit else "no git"
+
+
+def _ab_runs(args: argparse.Namespace) -> list[tuple[str, Setup]]:
+    runs: list[tuple[str, Setup]] = [
+        ("kernel", run_kernel), ("bond", functools.partial(run_bond, checkout=ROOT))]
+    if args.compare is not None:
+        runs.append(("before", functools.partial(run_bond, mode="before",
+                                                 checkout=args.compare)))
+    return runs
+
+
+def _ab_tables(results: Results, args: argparse.Namespace) -> list[Table]:
+    if args.compare is None:
+        return ab_tables(results)
+    return ab_tables(results, "this checkout's daemon", f"the daemon of `{args.compare}`")
+
+
+def _ab_about(args: argparse.Namespace) -> list[str]:
+    if args.compare is None:
+        return []
+    return [f"- after (bond): the daemon of this checkout ({checkout_name(ROOT)}); before: "
+            f"the daemon of `{args.compare}` ({checkout_name(args.compare)}), run in turn: "
+            "kernel, bond, before, kernel, ..."]
+
+
+def _spread_runs(args: argparse.Namespace) -> list[tuple[str, Setup]]:
+    return [(mode, functools.partial(run_spread, members, args.rate))
+            for members, mode in enumerate(SPREAD_MODES, start=1)]
+
+
+def _spread_tables(results: Results, args: argparse.Namespace) -> list[Table]:
+    return [Table(None, SPREAD_HEADERS, spread_rows(results, args.rate))]
 
 
 def _spread_about(args: argparse.Namespace) -> list[str]:
@@ -167,34 +151,36 @@ def _spread_about(args: argparse.Namespace) -> list[str]:
 
 SECTIONS: dict[str, Section] = {
     "active-backup": Section(
-        "active-backup", METRICS, MODES, HEADERS,
-        setups=lambda args: [run_kernel, run_bond], rows=table_rows, about=lambda args: [],
-        notes_heading="Each test (iperf3 retransmits, UDP loss, and kernel drop counters "
-                      "that moved):"),
+        "active-backup", METRICS, _ab_runs, _ab_tables, _ab_about,
+        notes_heading="Each test (iperf3 retransmits, UDP loss, ping replies, what the CPU "
+                      "per packet rests on, and kernel drop counters that moved):"),
     "load-spread": Section(
-        "load-spread", SPREAD_METRICS, SPREAD_MODES, SPREAD_HEADERS,
-        setups=_spread_setups, rows=spread_rows, about=_spread_about,
+        "load-spread", SPREAD_METRICS, _spread_runs, _spread_tables, _spread_about,
         notes_heading="Each run's address placement, then each test (per client: throughput "
                       "and iperf3 retransmits; bytes each member carried; kernel drop "
                       "counters that moved):"),
 }
 
 
-def section_text(section: Section, results: Results, rows: list[list[str]],
+def section_text(section: Section, results: Results, tables: list[Table],
                  args: argparse.Namespace) -> str:
     """The body of ``section`` in docs/benchmarks.md."""
     info = machine()
+    modes = [mode for mode, _ in section.runs(args)]
     lines = [
         f"- date: {info['date']}",
         f"- kernel: `{info['kernel']}`; CPU: {info['cpu']}; cores: {info['cores']}",
         f"- command: `{command_line(ROOT)}` ({args.seconds} s per test, median of {args.repeat})",
         *section.about(args),
-        "",
-        markdown_table(section.headers, rows),
+    ]
+    for table in tables:
+        lines += ["", *([f"### {table.title}", ""] if table.title else []),
+                  markdown_table(table.headers, table.rows)]
+    lines += [
         "",
         "Samples:",
         "",
-        *(f"- {line}" for line in samples_text(results, section.metrics, section.modes)),
+        *(f"- {line}" for line in samples_text(results, section.metrics, modes)),
         "",
         section.notes_heading,
         "",
@@ -209,69 +195,9 @@ def section_text(section: Section, results: Results, rows: list[list[str]],
     return "\n".join(lines)
 
 
-DOC_HEADER = """\
-# Benchmarks
-
-`tools/bench` measures the bond on the namespace lab (`vnicbond/lab/`): a host namespace
-with members m0 and m1, a bridge, and a peer at 198.18.0.2. Run it as root from the
-repository (it needs `ip`, `nft`, `tc`, `iperf3`, `ping`, `ss`):
-
-    tools/bench                      # 5 s per test, median of 3, records here
-    tools/bench --quick --no-record  # 2 s per test, once, print only
-    tools/bench --seconds 10 --repeat 5
-    tools/bench --section load-spread             # the load-spread section
-    tools/bench --section load-spread --rate 100  # with R = 100 Mbit/s
-    tools/bench --section all                     # both, one after the other
-
-The *active-backup* section (the default, `--section active-backup`) compares the bond with
-the kernel's own path. The *kernel* column has 198.18.0.10/24 put straight on m0 (no daemon);
-the *bond* column runs `vnicbond run` with that address on the TAP `ipmp0` and m0, m1 as
-members (m0 active). Runs alternate kernel, bond, kernel, bond, ... each in a fresh lab, and
-every figure is the median. A full default run takes about two minutes; Ctrl-C stops it and
-removes the lab.
-
-| row | what it is |
-|---|---|
-| TCP out | iperf3 TCP from the host to the peer: throughput the peer received |
-| TCP in | iperf3 TCP from the peer to the host: throughput the host received |
-| 64 B UDP out | `iperf3 -u -l 64 -b 0` from the host: datagrams per second the peer received |
-| 64 B UDP in | the same from the peer: datagrams per second the host received |
-
-Ratio is bond / kernel, rounded down; the target is at least 0.80 in every row (`MISSED`
-otherwise; the tool still exits 0). Below each table: every sample, then each test's notes:
-iperf3's TCP retransmits, the UDP send rate and loss, and the kernel drop counters that moved
-during the test (`ipmp0 tx_dropped`: frames dropped because the TAP's queue was full, i.e. the
-daemon did not read them in time; `host`/`peer udp rcvbuf`: datagrams dropped because the
-receiving iperf3 did not empty its socket in time). Last come the daemon's own counters from
-`vnicbond status --json` (per member `tx_dropped`/`rx_dropped`, the group's `tap_dropped`).
-
-The *load-spread* section (`--section load-spread`) runs the daemon with `mode: load-spread`
-and every member's wire limited to the same rate R (`--rate`, default 200 Mbit/s): a `tbf`
-qdisc (`rate R burst 64kb latency 50ms`) on m0 and m1 for what the host sends, and on the
-switch ports s0 and s1 for what it receives. The *one member* column has m0 alone with
-198.18.0.10/24; *two members* has m0 and m1 with 198.18.0.10/24 and 198.18.0.11/24, one
-hosted by each. TCP out's 8 flows spread over the members by their flow hash; for TCP in, the
-host runs one iperf3 server bound to each data address (ports 5201, 5202) and the peer one
-client per address, at the same time (with one member: one client with `-P 8`). Runs
-alternate one member, two members, ... each in a fresh lab, and every figure is the median,
-also shown as a multiple of R. A default run takes about two minutes.
-
-| row | what it is |
-|---|---|
-| TCP out | `iperf3 -c 198.18.0.2 -P 8` from the host: throughput the peer received |
-| TCP in | `iperf3 -P 4` from the peer to each data address at once, summed |
-
-Two / one is the speed-up, rounded down (ideal 2.00); the target is two members at least
-1.80 R in each row (`MISSED` otherwise). Below the table: every sample; where the daemon put
-each data address; each test's notes (per client: throughput and retransmits; the bytes each
-member carried, from its kernel counters, which shows how evenly the load spread; kernel drop
-counters that moved); the daemon's drop counters after each run.
-
-The tool rewrites only the text between its own section's markers
-(`<!-- bench:SECTION:start -->` ... `<!-- bench:SECTION:end -->`), so each section
-(active-backup and load-spread) keeps its latest result and everything else
-here is left alone.
-"""
+#: docs/benchmarks.md's start, if the file is missing (its description of each section is
+#: kept there, not here).
+DOC_HEADER = "# Benchmarks\n\n`tools/bench` records its sections here (see tools/bench.py).\n"
 
 
 def markers(section: str) -> tuple[str, str]:
@@ -281,7 +207,7 @@ def markers(section: str) -> tuple[str, str]:
 
 # -- main -------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """--section, --seconds, --repeat, --quick, --rate, --no-record."""
+    """--section, --seconds, --repeat, --quick, --rate, --compare, --no-record."""
     parser = argparse.ArgumentParser(
         prog="tools/bench", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--section", choices=[*SECTIONS, "all"], default="active-backup",
@@ -294,6 +220,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=int, default=DEFAULT_RATE, metavar="MBIT",
                         help="load-spread: each member's rate limit R in Mbit/s, each way "
                              f"(default {DEFAULT_RATE})")
+    parser.add_argument("--compare", type=Path, metavar="PATH",
+                        help="active-backup: also run the daemon of the vnicbond checkout at "
+                             "PATH (e.g. /work/main), in turn with this one's, and report "
+                             "both (before: PATH's; after: this one's)")
     parser.add_argument("--no-record", action="store_true",
                         help=f"print only; do not update {DOC.relative_to(ROOT)}")
     args = parser.parse_args(argv)
@@ -303,6 +233,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--seconds and --repeat must be at least 1")
     if args.rate < 1:
         parser.error("--rate must be at least 1")
+    if args.compare is not None:
+        args.compare = args.compare.resolve()
+        if not (args.compare / "vnicbond" / "__main__.py").is_file():
+            parser.error(f"--compare: no vnicbond checkout at {args.compare}")
+        if args.section == "load-spread":
+            parser.error("--compare is for the active-backup section")
     return args
 
 
@@ -320,27 +256,28 @@ def run_section(section: Section, args: argparse.Namespace) -> None:
     it unless ``--no-record``."""
     results = Results()
     started = time.monotonic()
-    setups = section.setups(args)
+    runs = section.runs(args)
     for rep in range(1, args.repeat + 1):
-        for mode, run in zip(section.modes, setups, strict=True):
+        for mode, run in runs:
             tag = f"{mode} {rep}/{args.repeat}"
             print(f"{tag}:", flush=True)
             run(args.seconds, results, tag)
-    rows = section.rows(results, args)
+    tables = section.tables(results, args)
     print(f"\n{section.name}, {args.seconds} s per test, median of {args.repeat} "
           f"({time.monotonic() - started:.0f} s):")
     for line in section.about(args):
         print(line.removeprefix("- ").replace("`", ""))
-    print()
-    print(text_table(section.headers, rows))
-    print("\nsamples:\n  " + "\n  ".join(samples_text(results, section.metrics,
-                                                      section.modes)))
+    for table in tables:
+        print(f"\n{table.title}:" if table.title else "")
+        print(text_table(table.headers, table.rows))
+    modes = [mode for mode, _ in runs]
+    print("\nsamples:\n  " + "\n  ".join(samples_text(results, section.metrics, modes)))
     print("daemon drop counters:\n  " + "\n  ".join(drops_text(results) or ["none collected"]))
     if results.errors:
         print("errors:\n  " + "\n  ".join(results.errors))
     if not args.no_record:
         record(DOC, *markers(section.name), f"## {section.name}\n\n"
-               + section_text(section, results, rows, args), new=DOC_HEADER)
+               + section_text(section, results, tables, args), new=DOC_HEADER)
         print(f"\nrecorded in {DOC.relative_to(ROOT)}")
 
 

@@ -1,7 +1,9 @@
-"""What the benchmark (``tools/bench``, see tools/bench.py) measures and how: the metrics,
-the samples, iperf3 in each direction, the kernel's drop counters, and the set-ups (the
-kernel path, the bond, the bond spreading load over rate-limited members), each on a fresh
-lab. Reporting the figures is tools/bench.py's.
+"""What the benchmark (``tools/bench``, see tools/bench.py) measures and how: the rows of each
+section, iperf3 at saturation in each direction, the kernel's drop counters, running the tests
+on a ready lab, and the set-ups (the kernel path, the bond, the bond from another checkout,
+the bond spreading load over rate-limited members), each on a fresh lab. The paced tests
+(round-trip time, CPU per packet) are tools/bench_paced.py's; the metrics, samples and
+results tools/bench_model.py's; reporting the figures is tools/bench.py's.
 """
 
 from __future__ import annotations
@@ -9,14 +11,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import shutil
-import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tools import bench_paced
+from tools.bench_model import GROUP, Metric, Results, Sample, Test, single
 from vnicbond.control import ControlError
 from vnicbond.lab import (
     DATA_V4,
@@ -30,77 +33,24 @@ from vnicbond.lab import (
     wait_ping,
 )
 
-GROUP = "ipmp0"
 SPREAD_STREAMS = 8  # load-spread: TCP streams per test, split over the data addresses
 DATA2_V4 = "198.18.0.11"  # load-spread: the second data address
 
 
 # -- what is measured -------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Metric:
-    """One row of a table."""
-
-    key: str
-    label: str
-    tcp: bool
-    outbound: bool
-    unit: str = ""  # default: Gbit/s for TCP, kpps for UDP
-
-    def format(self, value: float | None) -> str:
-        """A value in this metric's unit, for the table."""
-        if value is None:
-            return "n/a"
-        unit = self.unit or ("Gbit/s" if self.tcp else "kpps")
-        scale, decimals = _UNITS[unit]
-        return f"{value / scale:.{decimals}f} {unit}"
-
-
-_UNITS: dict[str, tuple[float, int]] = {"Gbit/s": (1e9, 2), "Mbit/s": (1e6, 1), "kpps": (1e3, 1)}
-
-
-METRICS: tuple[Metric, ...] = (
+#: The active-backup rows measured at saturation (iperf3 as fast as it goes).
+SATURATION: tuple[Metric, ...] = (
     Metric("tcp-out", "TCP out (host -> peer)", tcp=True, outbound=True),
     Metric("tcp-in", "TCP in (peer -> host)", tcp=True, outbound=False),
     Metric("udp64-out", "64 B UDP out, received pps", tcp=False, outbound=True),
     Metric("udp64-in", "64 B UDP in, received pps", tcp=False, outbound=False),
 )
-MODES: tuple[str, ...] = ("kernel", "bond")
 
 SPREAD_METRICS: tuple[Metric, ...] = (
     Metric("tcp-out", "TCP out (host -> peer)", tcp=True, outbound=True, unit="Mbit/s"),
     Metric("tcp-in", "TCP in (peer -> host)", tcp=True, outbound=False, unit="Mbit/s"),
 )
 SPREAD_MODES: tuple[str, ...] = ("one member", "two members")
-
-
-@dataclass
-class Sample:
-    """One measurement: its value (None if iperf3 failed) and a note for the log."""
-
-    value: float | None
-    note: str
-
-
-@dataclass
-class Results:
-    """Every sample for each mode and metric, the daemon's counters per daemon run, and notes."""
-
-    samples: dict[tuple[str, str], list[float]] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-    drops: list[tuple[str, dict[str, int]]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def add(self, mode: str, metric: Metric, sample: Sample) -> None:
-        """Record a sample (errors are kept apart, with their mode and metric)."""
-        if sample.value is None:
-            self.errors.append(f"{mode} {metric.key}: {sample.note}")
-            return
-        self.samples.setdefault((mode, metric.key), []).append(sample.value)
-
-    def median(self, mode: str, metric: Metric) -> float | None:
-        """Median of a metric's samples in a mode, or None if there are none."""
-        values = self.samples.get((mode, metric.key))
-        return statistics.median(values) if values else None
 
 
 # -- iperf3 -----------------------------------------------------------------------------------
@@ -173,14 +123,15 @@ def _udp_sample(end: dict[str, Any]) -> Sample:
                        f"lost {received.get('lost_percent', 0.0):.1f}%")
 
 
+#: The active-backup section's tests: the rates at saturation, then the paced tests.
+TESTS: tuple[Test, ...] = (*(single(m, iperf_test) for m in SATURATION), *bench_paced.TESTS)
+METRICS: tuple[Metric, ...] = tuple(m for test in TESTS for m in test.metrics)
+
+
 # -- where packets are lost ------------------------------------------------------------------
 def udp_rcvbuf_errors(lab: Lab, ns: str) -> int:
     """UDP datagrams dropped in ``ns`` because a socket's receive buffer was full."""
-    lines = [ln.split() for ln in lab.ns(ns, "cat", "/proc/net/snmp").stdout.splitlines()
-             if ln.startswith("Udp:")]
-    if len(lines) < 2 or "RcvbufErrors" not in lines[0]:
-        return 0
-    return int(lines[1][lines[0].index("RcvbufErrors")])
+    return lab.udp_stats(ns).get("RcvbufErrors", 0)
 
 
 def tap_tx_dropped(lab: Lab) -> int | None:
@@ -209,25 +160,25 @@ def moved(before: dict[str, int], after: dict[str, int]) -> list[str]:
 
 
 def measure(lab: Lab, mode: str, seconds: int, results: Results, tag: str,
-            alive: Callable[[], None] | None = None, metrics: Sequence[Metric] = METRICS,
-            test: Callable[[Lab, Metric, int], Sample] = iperf_test) -> None:
-    """Run ``test`` for each of ``metrics`` on a ready lab and record them under ``mode``.
+            bond: Bond | None = None, tests: Sequence[Test] = TESTS) -> None:
+    """Run ``tests`` on a ready lab and record their samples under ``mode``.
 
-    ``alive`` is called before each test and raises if what is measured has gone away (it is
-    given when the daemon runs, and then the TAP's drops are watched too).
+    ``bond`` is the daemon when it runs: each test gets it, it must be alive before each
+    test, and the TAP's drops are watched too.
     """
-    for metric in metrics:
-        if alive is not None:
-            alive()
-        before = kernel_drops(lab, tap=alive is not None)
-        sample = test(lab, metric, seconds)
-        lost = moved(before, kernel_drops(lab, tap=alive is not None))
-        if lost:
-            sample.note += "; kernel drops: " + ", ".join(lost)
-        results.add(mode, metric, sample)
-        results.notes.append(f"{tag} {metric.key}: {metric.format(sample.value)} ({sample.note})")
-        print(f"  [{tag}] {metric.key:<10} {metric.format(sample.value):>14}  ({sample.note})",
-              flush=True)
+    for test in tests:
+        if bond is not None:
+            bond.alive()
+        before = kernel_drops(lab, tap=bond is not None)
+        samples = test.run(lab, bond, seconds)
+        lost = moved(before, kernel_drops(lab, tap=bond is not None))
+        for metric, sample in zip(test.metrics, samples, strict=True):
+            if lost:
+                sample.note += "; kernel drops: " + ", ".join(lost)
+            results.add(mode, metric, sample)
+            value = metric.format(sample.value)
+            results.notes.append(f"{tag} {metric.key}: {value} ({sample.note})")
+            print(f"  [{tag}] {metric.key:<10} {value:>14}  ({sample.note})", flush=True)
 
 
 # -- the set-ups ------------------------------------------------------------------------------
@@ -298,21 +249,22 @@ def drop_counters(status: dict[str, Any]) -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def running_daemon(lab: Lab, workdir: Path, group: dict[str, Any]) -> Iterator[Bond]:
-    """Start ``vnicbond run`` for ``group`` in the host namespace; yield it once its socket
-    answers."""
+def running_daemon(lab: Lab, workdir: Path, group: dict[str, Any],
+                   checkout: Path | None = None) -> Iterator[Bond]:
+    """Start ``vnicbond run`` for ``group`` in the host namespace (the daemon of
+    ``checkout``, if given, else this one's); yield it once its socket answers."""
     bond = Bond.in_workdir(lab, workdir, daemon_config(str(workdir / "ctl.sock"), group))
     try:
-        yield bond.start()
+        yield bond.start(checkout=checkout)
     finally:
         bond.close(timeout=15)
 
 
 def run_daemon(lab: Lab, workdir: Path, group: dict[str, Any], results: Results, tag: str,
-               body: Callable[[Bond], None]) -> None:
-    """Run ``body`` with the daemon up for ``group`` on a built lab; then keep the daemon's
-    drop counters (an error if it no longer answers)."""
-    with running_daemon(lab, workdir, group) as bond:
+               body: Callable[[Bond], None], checkout: Path | None = None) -> None:
+    """Run ``body`` with the daemon (of ``checkout``, if given) up for ``group`` on a built
+    lab; then keep the daemon's drop counters (an error if it no longer answers)."""
+    with running_daemon(lab, workdir, group, checkout) as bond:
         body(bond)
         bond.alive()
         status = daemon_status(bond)
@@ -325,16 +277,19 @@ def run_daemon(lab: Lab, workdir: Path, group: dict[str, Any], results: Results,
           flush=True)
 
 
-def run_bond(seconds: int, results: Results, tag: str) -> None:
-    """The bond: a fresh lab with the daemon owning every member; keeps its drop counters."""
+def run_bond(seconds: int, results: Results, tag: str, mode: str = "bond",
+             checkout: Path | None = None) -> None:
+    """The bond: a fresh lab with the daemon owning every member, its samples recorded under
+    ``mode``; keeps its drop counters. ``checkout``: the daemon of that checkout of vnicbond
+    (the lab and the tests stay this one's)."""
     with fresh_lab() as (lab, workdir):
         group = group_config(lab.members, [f"{DATA_V4}/{PREFIX_V4}", f"{DATA_V6}/{PREFIX_V6}"])
 
         def body(bond: Bond) -> None:
             wait_reachable(lab)
-            measure(lab, "bond", seconds, results, tag, alive=bond.alive)
+            measure(lab, mode, seconds, results, tag, bond)
 
-        run_daemon(lab, workdir, group, results, tag, body)
+        run_daemon(lab, workdir, group, results, tag, body, checkout)
 
 
 # -- load spreading ---------------------------------------------------------------------------
@@ -413,7 +368,7 @@ def run_spread(members: int, rate: int, seconds: int, results: Results, tag: str
             wait_reachable(lab, addresses)
             results.notes.append(f"{tag}: {placement}")
             print(f"  [{tag}] {placement}", flush=True)
-            measure(lab, mode, seconds, results, tag, alive=bond.alive,
-                    metrics=SPREAD_METRICS, test=functools.partial(spread_test, members))
+            measure(lab, mode, seconds, results, tag, bond,
+                    [single(m, functools.partial(spread_test, members)) for m in SPREAD_METRICS])
 
         run_daemon(lab, workdir, group, results, tag, body)

@@ -10,6 +10,7 @@ hand it a dictionary (written here as YAML) or an existing file.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -50,6 +51,13 @@ def usage(pid: int) -> Usage:
                  int(fields["Threads"][0]))
 
 
+def cpu_seconds(pid: int) -> float:
+    """The CPU time a process has used so far, all its threads: user plus system time
+    (``utime`` + ``stime`` of /proc/PID/stat, in clock ticks). Raises OSError if it is gone."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Bond:
     """``vnicbond run`` in the lab's host namespace, its configuration file and log."""
 
@@ -80,19 +88,29 @@ class Bond:
 
     # -- the process ---------------------------------------------------------------------------
     def start(self, wait: bool = True, wrap: tuple[str, ...] = (), extra: tuple[str, ...] = (),
-              python: tuple[str, ...] = (), timeout: float = START_TIMEOUT) -> Bond:
+              python: tuple[str, ...] = (), timeout: float = START_TIMEOUT,
+              checkout: Path | None = None) -> Bond:
         """Start the daemon; with ``wait``, return once it answers status.
 
         ``wrap`` goes before the command (it must exec it, so the PID stays the daemon's),
         ``extra`` after it (e.g. ``--user``); ``python`` replaces this interpreter. The daemon
         gets a session of its own: a Ctrl-C meant for the caller does not reach it, the
-        caller stops it by its PID.
+        caller stops it by its PID. ``checkout`` runs the daemon of another checkout of
+        vnicbond: it starts in that directory, which is also first on its PYTHONPATH, so
+        ``-m vnicbond`` imports that checkout's package (the lab stays the caller's).
         """
+        path = str(self.path)
+        where: dict[str, Any] = {}
+        if checkout is not None:
+            paths = [str(checkout), *filter(None, [os.environ.get("PYTHONPATH")])]
+            path = str(self.path.resolve())
+            where = {"cwd": str(checkout),
+                     "env": {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}}
         with open(self.log, "a") as log:
             self.proc = self.lab.popen(self.lab.host, *wrap, *(python or (sys.executable,)),
-                                       "-m", "vnicbond", "run", "-c", str(self.path), *extra,
+                                       "-m", "vnicbond", "run", "-c", path, *extra,
                                        stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+                                       start_new_session=True, **where)
         if wait:
             self.wait_ready(timeout)
         return self

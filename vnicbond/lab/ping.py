@@ -1,9 +1,9 @@
 """Pinging across the lab: waiting for an address to answer, a ping stream and its parser.
 
 The stream is ``ping -n -D``: every reply line carries its time, so the parser can tell when
-each icmp_seq was answered, the longest gap between replies, and about when each lost one was
-sent (dated between the replies around it). It runs ping and reads its output; it judges
-nothing.
+each icmp_seq was answered and in what round-trip time, the longest gap between replies, and
+about when each lost one was sent (dated between the replies around it). It runs ping and
+reads its output; it judges nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from vnicbond.lab.topology import Lab
 _REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from [^:]+: icmp_seq=(\d+)\b.*?(\(DUP!\))?$")
 _SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) received")
 _RTT = re.compile(r"= [\d.]+/[\d.]+/([\d.]+)/")
+_TIME = re.compile(r" time=([\d.]+) ms")
 
 
 def wait_ping(lab: Lab, ns: str, address: str, timeout: float = 15.0) -> None:
@@ -57,10 +58,12 @@ def ping_result(proc: subprocess.Popen[str], timeout: float = 60.0) -> tuple[int
 @dataclass
 class PingLog:
     """What a ``ping -D`` output says: when each icmp_seq (unwrapped past 65535) was
-    answered, the duplicates, and the summary's totals (None if ping printed none)."""
+    answered and its round-trip time, the duplicates, and the summary's totals (None if ping
+    printed none)."""
 
     interval: float = 0.01  # the stream's interval: dates losses after the last reply
     replies: dict[int, float] = field(default_factory=dict)
+    rtt_ms: dict[int, float] = field(default_factory=dict)  # of the first reply to each
     duplicates: int = 0
     transmitted: int | None = None
     received: int | None = None
@@ -87,6 +90,8 @@ class PingLog:
                 log.duplicates += 1
                 continue
             log.replies[seq] = float(m.group(1))
+            if t := _TIME.search(line):
+                log.rtt_ms[seq] = float(t.group(1))
         return log
 
     def longest_gap(self) -> float:

@@ -26,6 +26,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 PEER_V4 = "198.18.0.2"
@@ -218,6 +219,23 @@ class Lab:
             if isinstance(counters, dict):
                 stats[str(link.get("ifname"))] = counters
         return stats
+
+    def udp_stats(self, ns: str, pid: int | None = None) -> dict[str, int]:
+        """The kernel's UDP counters in ``ns`` (the ``Udp:`` lines of /proc/net/snmp:
+        ``InDatagrams``, ``OutDatagrams``, ``RcvbufErrors``, ...), by name. Given ``pid``, a
+        process inside ``ns``, they are read through /proc/PID/net at once, with no command
+        started. Empty if they cannot be read."""
+        if pid is not None:
+            try:
+                text = Path(f"/proc/{pid}/net/snmp").read_text()
+            except OSError:
+                return {}
+        else:
+            text = self.ns(ns, "cat", "/proc/net/snmp", check=False).stdout
+        lines = [ln.split() for ln in text.splitlines() if ln.startswith("Udp:")]
+        if len(lines) < 2:
+            return {}
+        return {k: int(v) for k, v in zip(lines[0][1:], lines[1][1:], strict=False)}
 
     def ping_ok(self, ns: str, address: str, count: int = 1, timeout: float = 1.0) -> bool:
         """True if ``address`` answers a ping from namespace ``ns``."""
