@@ -9,6 +9,7 @@ import signal
 import time
 
 from vnicbond.lab import DATA_V4, ping_result, ping_stream, run, wait_ping
+from vnicbond.lab.bond import cpu_seconds
 
 #: A short failure detection time keeps the link-only repair hold (10 probe intervals) short.
 FAST = {"failure_detection_time": "700ms"}
@@ -153,11 +154,6 @@ def test_a_nic_deleted_while_link_events_overflowed_is_still_noticed(lab, make_b
     assert bond.stop() == 0
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def test_a_member_set_down_and_up_on_the_host_carries_traffic_again(lab, make_bond):
     """`ip link set m0 down; up` on the host (not a pulled cable: the NIC itself goes down, and
     its sockets get ENETDOWN): while m0 is down the daemon does not spin on the pending error,
@@ -172,10 +168,10 @@ def test_a_member_set_down_and_up_on_the_host_carries_traffic_again(lab, make_bo
     for _ in range(2):  # twice: the second time exercises the watch set up again the first
         lab.ns(lab.host, "ip", "link", "set", "m0", "down")
         lab.wait_for(lambda: bond.active() == "m1", what="m1 to take over")
-        cpu = _cpu_seconds(bond.daemon_pid())
+        cpu = cpu_seconds(bond.daemon_pid())
         time.sleep(1.0)
         # A loop spinning on the pending error would burn the whole second.
-        assert _cpu_seconds(bond.daemon_pid()) - cpu < 0.5
+        assert cpu_seconds(bond.daemon_pid()) - cpu < 0.5
         assert lab.ping_ok(lab.peer, DATA_V4)
         lab.ns(lab.host, "ip", "link", "set", "m0", "up")
         lab.wait_for(lambda: bond.active() == "m0", timeout=15, what="m0 to take traffic back")
