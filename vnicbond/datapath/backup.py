@@ -31,13 +31,16 @@ class BackupLoops:
         port = self.tx_port
         tap_drops = self.tap_drops
         tx = port.tx if port is not None else None
-        if port is None or tx is None:
-            # No usable member: drain and count, so stale frames do not burst out later.
+        if tx is None:
+            # No usable member, or its NIC just went (the table moves off it at once): drain
+            # and count, so stale frames do not burst out later.
+            counts = tap_drops if port is None else port.drops
+            reason = "no_member" if port is None else "tx_error"
             try:
                 for _ in range(BATCH):
                     if not readinto(self._tap_buf):
                         return
-                    tap_drops["no_member"] += 1
+                    counts[reason] += 1
             except OSError:
                 tap_drops["read_error"] += 1
             return

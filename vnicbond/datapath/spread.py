@@ -75,8 +75,11 @@ class SpreadLoops:
             else:
                 h = flow_hash(buf, VNET_HDR_LEN, n)
                 port = buckets[h & mask]
-            if port is None or port.tx is None:
+            if port is None:
                 tap_drops["no_member"] += 1
+                continue
+            if port.tx is None:  # its NIC just went (the table moves off it at once)
+                port.drops["tx_error"] += 1
                 continue
             if n > port.tx_max and not buf[1] and (
                     n > port.tx_max + 4 or ethertype != 0x8100):
