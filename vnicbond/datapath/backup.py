@@ -34,13 +34,17 @@ class BackupLoops:
         if tx is None:
             # No usable member, or its NIC just went (the table moves off it at once): drain
             # and count, so stale frames do not burst out later.
-            counts = tap_drops if port is None else port.drops
-            reason = "no_member" if port is None else "tx_error"
             try:
                 for _ in range(BATCH):
-                    if not readinto(self._tap_buf):
+                    n = readinto(self._tap_buf)
+                    if not n:
                         return
-                    counts[reason] += 1
+                    if port is None:
+                        tap_drops["no_member"] += 1
+                    elif n < MIN_FRAME:
+                        tap_drops["runt"] += 1
+                    else:
+                        port.drops["tx_error"] += 1
             except OSError:
                 tap_drops["read_error"] += 1
             return

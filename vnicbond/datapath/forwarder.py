@@ -142,6 +142,8 @@ class Datapath(BackupLoops, SpreadLoops):
         port = self.ports.get(name)
         if port is None or port.rx is None or port.sock.fileno() < 0:
             return
+        if socket_error(port.sock):  # left by a wake-up that found frames: it would stop
+            port.drops["error"] += 1  # the watch again at once
         self.loop.remove_reader(port.sock.fileno())
         self.loop.add_reader(port.sock.fileno(), self._on_member_ready, port)
 
@@ -195,7 +197,10 @@ class Datapath(BackupLoops, SpreadLoops):
         """Send a frame the daemon built (no virtio-net header yet) out of ``member``;
         whether the kernel took it."""
         port = self.ports.get(member)
-        if port is None or port.tx is None:
+        if port is None:
+            return False
+        if port.tx is None:
+            port.drops["tx_error"] += 1  # its NIC went away
             return False
         before = port.tx_packets
         if self._queue(port, ZERO_VNET_HDR + frame, 1):
@@ -243,9 +248,19 @@ class Datapath(BackupLoops, SpreadLoops):
         buf = self._rx_buf
         try:
             n = port.sock.recv_into(buf, 0, _MSG_TRUNC)
-        except OSError:
+        except BlockingIOError:
             port.drops["error"] += 1
             return None
+        except OSError:
+            # A pending socket error (the NIC went down) is reported, and cleared, before the
+            # queue is looked at: the frame is still there. Count the error, read the frame,
+            # and watch the socket afresh (uvloop stopped watching it on the error).
+            port.drops["error"] += 1
+            self.loop.call_soon(self.rearm, port.name)
+            try:
+                n = port.sock.recv_into(buf, 0, _MSG_TRUNC)
+            except OSError:
+                return None
         if n > len(buf):
             port.drops["oversize"] += 1  # cut short by the buffer: above any MTU
             return None

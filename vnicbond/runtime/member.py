@@ -109,15 +109,15 @@ class Member:
 
     def link_changed(self, info: LinkInfo) -> None:
         """Netlink reports the member's NIC (same index): keep its MTU for the datapath, and
-        watch every socket afresh once it is back up (uvloop stops watching a socket that
-        reported the NIC going down)."""
+        watch every socket afresh while it is up (uvloop stops watching a socket that reported
+        the NIC going down, and a report may come after events were lost)."""
         old, self.link = self.link, info
         dp = self._datapath
         if dp is None or self.sock is None:
             return
         if old is None or old.mtu != info.mtu:
             dp.set_mtu(self.name, info.mtu)
-        if info.admin_up and not (old is not None and old.admin_up):
+        if info.admin_up:  # (on every report: a missed down-up, events lost, costs nothing)
             dp.rearm(self.name)
             if self.probe is not None and self._loop is not None:
                 for sock in self.probe:
