@@ -194,15 +194,22 @@ def drain(sock: socket.socket) -> list[bytes]:
 
 class PollingSelector(selectors.DefaultSelector):
     """The loop's selector, which asks the simulated kernels what is readable before each poll
-    (the datapath hands receive slots back by writing memory, which no descriptor shows)."""
+    (the datapath hands receive slots back by writing memory, which no descriptor shows), and
+    which treats a socket with an error pending as uvloop does (checked on this machine):
+    libuv reports POLLERR to the reader once, then stops watching the descriptor."""
 
-    def __init__(self, before: Callable[[], None]) -> None:
+    def __init__(self, before: Callable[[], None], failed: Callable[[int], bool]) -> None:
         super().__init__()
         self._before = before
+        self._failed = failed
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         self._before()
-        return super().select(timeout)
+        events = super().select(timeout)
+        for key, _ in events:
+            if self._failed(key.fd):
+                self.unregister(key.fd)
+        return events
 
 
 class Rig:
@@ -211,7 +218,7 @@ class Rig:
 
     def __init__(self) -> None:
         self.sims: list[SimSocket] = []
-        self.loop = asyncio.SelectorEventLoop(PollingSelector(self.sync))
+        self.loop = asyncio.SelectorEventLoop(PollingSelector(self.sync, self.failed))
         self.socks: list[socket.socket] = []
         self.tap_end, self.host = self.pair()
         self.dp = Datapath(self.loop, self.tap_end.fileno(), GROUP_MAC, MTU)
@@ -236,6 +243,10 @@ class Rig:
     def sync(self) -> None:
         for sim in self.sims:
             sim.sync()
+
+    def failed(self, fd: int) -> bool:
+        """Whether ``fd`` is a member socket with an error pending."""
+        return any(sim.error for sim in self.sims if sim.fileno() == fd)
 
     def close(self) -> None:
         self.loop.close()
