@@ -279,7 +279,7 @@ def test_a_pending_error_on_an_empty_wakeup_is_counted_once_and_the_reader_rearm
     sim.error = errno.ENETDOWN
     run_loop(rig)
     assert rig.counted() == {("a", "error"): 1}
-    assert sim.error_reads == 1  # one wake-up, not a spinning loop
+    assert sim.error_reads <= 2  # the wake-up (and the rearm), not a spinning loop
     assert rearmed == ["a"]
     key = rig.loop._selector.get_key(sim.fileno())  # type: ignore[attr-defined]
     assert key.data[0]._callback == rig.dp._on_member_ready
@@ -291,21 +291,32 @@ def test_a_pending_error_on_an_empty_wakeup_is_counted_once_and_the_reader_rearm
     rig.dp.stop()
 
 
-def test_an_error_behind_frames_is_counted_on_the_next_empty_wakeup(rig: Rig) -> None:
-    """An error that comes while frames wait: they are read first, the error counted once on
-    the wake-up that finds the ring empty."""
+@pytest.mark.xfail(strict=True, reason="datapath bug: an error left pending by a wake-up that "
+                   "found frames stops uvloop's watch again right after the rearm")
+def test_an_error_behind_frames_does_not_leave_the_member_unread(rig: Rig) -> None:
+    """The NIC goes down while frames wait in the ring: the wake-up reads a batch and leaves
+    the error pending, and uvloop stops watching the socket. When the NIC is back and the
+    member's socket is watched afresh (Member.link_changed calls rearm), it must stay watched:
+    every frame is read, in order, and the error counted once. (Observed with uvloop on this
+    machine: with the error still pending the rearmed reader ran once, then never again.)"""
     only_a(rig, "active-backup")
     rig.dp.start()
     sim = rig.sim["a"]
-    frames = [to_a("active-backup", i)[0] for i in range(100)]
-    for f in frames:
+    frames = [to_a("active-backup", i)[0] for i in range(200)]
+    for f in frames[:80]:
         sim.receive(f)
     sim.error = errno.ENETDOWN
     run_loop(rig)
+    assert rig.counted() == {}  # the wake-up found frames: the error is still pending
+    rig.dp.rearm("a")  # the NIC is up again
+    for f in frames[80:]:
+        sim.receive(f)
+    run_loop(rig)
     assert rig.to_tap() == frames
     assert rig.counted() == {("a", "error"): 1}
-    assert sim.error_reads == 1
-    assert_accounts(rig, {"a": 100}, 0, 0, failed_reads={"a": 1})
+    selector = rig.loop._selector  # type: ignore[attr-defined]
+    assert selector.get_key(sim.fileno()).data[0] is not None  # still watched
+    assert_accounts(rig, {"a": 200}, 0, 0, failed_reads={"a": 1})
     rig.dp.stop()
 
 
