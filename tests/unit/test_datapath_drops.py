@@ -1138,8 +1138,6 @@ def test_detach_stops_reading_and_attach_carries_on_with_the_counters(rig: Rig,
     rig.dp.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="datapath bug: frames for a detached member are counted "
-                   "as the TAP's no_member, no longer as the member's tx_error")
 def test_sends_through_a_detached_closed_member_are_counted(rig: Rig, mode: str) -> None:
     """Between detach (the NIC went, its socket and rings closed) and the table naming another
     member, frames for it are counted as tx_error, not raised, and the batch goes on."""

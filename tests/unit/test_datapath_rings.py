@@ -291,8 +291,6 @@ def test_a_pending_error_on_an_empty_wakeup_is_counted_once_and_the_reader_rearm
     rig.dp.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="datapath bug: an error left pending by a wake-up that "
-                   "found frames stops uvloop's watch again right after the rearm")
 def test_an_error_behind_frames_does_not_leave_the_member_unread(rig: Rig) -> None:
     """The NIC goes down while frames wait in the ring: the wake-up reads a batch and leaves
     the error pending, and uvloop stops watching the socket. When the NIC is back and the
@@ -320,8 +318,6 @@ def test_an_error_behind_frames_does_not_leave_the_member_unread(rig: Rig) -> No
     rig.dp.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="datapath bug: recv reports a pending error before the "
-                   "queued frame, which stays queued (the loop spins, long frames shift by one)")
 def test_a_pending_error_does_not_strand_a_long_frame_on_the_queue(rig: Rig) -> None:
     """recv reports (and clears) a pending socket error before it looks at the queue, leaving
     the frame queued (checked on Linux 6.18). Read for a slot marked TP_STATUS_COPY when the
@@ -549,8 +545,6 @@ def test_send_frame_goes_through_the_ring(rig: Rig) -> None:
     assert port.tx_packets == 1 + TX_GEOMETRY.slots
 
 
-@pytest.mark.xfail(strict=True, reason="datapath bug: send_frame through a detached member is "
-                   "dropped without being counted (was tx_error)")
 def test_send_frame_through_a_detached_member_is_counted(rig: Rig) -> None:
     """Between detach and the table no longer naming the member, a frame the daemon sends
     through it is refused and counted (``tx_error``), as any other frame chosen for it."""
@@ -649,7 +643,8 @@ class Traffic:
 
     def error(self) -> None:
         """A socket error on a member whose ring and queue are empty, found by the next
-        wake-up (a long frame queued behind it would meet the bug xfailed above)."""
+        wake-up. (Behind waiting frames the watch comes back only when the NIC is reported
+        up again and the runtime re-arms it: see the tests of that case above.)"""
         member = self.rng.choice("abc")
         sim = self.rig.sim[member]
         if sim.queue or any(True for _ in sim.unread()):
