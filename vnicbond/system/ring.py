@@ -30,6 +30,7 @@ the start (the kernel maps every page at ``mmap``), and lives until :meth:`Membe
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import socket
 import struct
@@ -169,7 +170,9 @@ class MemberRings:
         self.size = rx.size + tx.size
 
     def close(self) -> None:
-        """Release the views and unmap the rings (the socket closes apart). Never raises."""
+        """Release the views and unmap the rings (the socket closes apart). Never raises: a
+        view still held elsewhere leaves the mapping to be unmapped when it goes."""
         self.rx.release()
         self.tx.release()
-        self._map.close()
+        with contextlib.suppress(BufferError):
+            self._map.close()
