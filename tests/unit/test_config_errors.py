@@ -190,7 +190,7 @@ ERRORS: list[tuple[str, str, str]] = [
         group("failbak: true"),
         "<string>:5: groups[0].failbak: unknown key 'failbak' (did you mean 'failback'? valid "
         "keys: name, mode, mtu, mac, addresses, routes, failure_detection_time, failback, "
-        "announce, probe, members)",
+        "announce, probe, mac_learning, members)",
     ),
     (
         "unknown key without hint",

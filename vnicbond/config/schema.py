@@ -42,6 +42,7 @@ from vnicbond.config.settings import (
     IPAddress,
     IPInterface,
     IPNetwork,
+    MacLearning,
     MemberConfig,
     MetricsConfig,
     Probe,
@@ -74,11 +75,13 @@ _GROUP_KEYS = (
     "failback",
     "announce",
     "probe",
+    "mac_learning",
     "members",
 )
 _ROUTE_KEYS = ("to", "via")
 _ANNOUNCE_KEYS = ("count", "interval")
 _PROBE_KEYS = ("method", "targets")
+_MAC_LEARNING_KEYS = ("aging", "limit")
 _MEMBER_KEYS = ("name", "test_address", "standby")
 
 _DURATION = "a duration such as '250ms' or '1s' or an integer of milliseconds"
@@ -275,6 +278,9 @@ class _Builder(NodeReader):
             kwargs["failback"] = self.boolean(values["failback"], sub["failback"])
         if "announce" in values:
             kwargs["announce"] = self.announce(values["announce"], sub["announce"])
+        if "mac_learning" in values:
+            kwargs["mac_learning"] = self.mac_learning(values["mac_learning"],
+                                                       sub["mac_learning"])
         if "probe" in values:
             kwargs["probe"] = self.probe(values["probe"], sub["probe"])
 
@@ -355,6 +361,15 @@ class _Builder(NodeReader):
         if "interval" in values:
             kwargs["interval_ms"] = self.duration(values["interval"], f"{key}.interval", 1, 10_000)
         return Announce(**kwargs)
+
+    def mac_learning(self, node: Node, key: str) -> MacLearning:
+        values = self.mapping(node, key, _MAC_LEARNING_KEYS)
+        kwargs: dict[str, Any] = {}
+        if "aging" in values:
+            kwargs["aging_ms"] = self.duration(values["aging"], f"{key}.aging", 1000, 3_600_000)
+        if "limit" in values:
+            kwargs["limit"] = self.integer(values["limit"], f"{key}.limit", 16, 65536)
+        return MacLearning(**kwargs)
 
     def probe(self, node: Node, key: str) -> Probe:
         values = self.mapping(node, key, _PROBE_KEYS)

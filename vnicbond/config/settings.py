@@ -74,6 +74,17 @@ class Announce:
 
 
 @dataclass(frozen=True, slots=True)
+class MacLearning:
+    """Learning the MACs of guests behind the TAP (bridges, VMs, macvlans): the
+    ``mac_learning`` mapping."""
+
+    aging_ms: int = 300_000
+    """How long a MAC not heard from stays learned, in ms (1 s to 1 h; 300 s, as a bridge)."""
+    limit: int = 4096
+    """The most MACs learned per group (16 to 65536); past it the least recently heard goes."""
+
+
+@dataclass(frozen=True, slots=True)
 class Probe:
     """Probe-based failure detection (the ``probe`` mapping)."""
 
@@ -129,6 +140,8 @@ class GroupConfig:
     """Announcement settings used after a failover."""
     probe: Probe = field(default_factory=Probe)
     """Probe settings for failure detection."""
+    mac_learning: MacLearning = field(default_factory=MacLearning)
+    """Learning the MACs of guests behind the TAP."""
     members: tuple[MemberConfig, ...]
     """The bonded interfaces, in the file's order; at least one is not standby."""
 
