@@ -47,7 +47,8 @@ from ipaddress import IPv4Address, IPv6Address
 from vnicbond.config import GroupConfig
 from vnicbond.core.detector import Detector, HealthChanged, Output, ProbeAnswered, SendProbe
 from vnicbond.core.events import Event
-from vnicbond.core.group import ACTIVE_BACKUP, Group
+from vnicbond.core.group import ACTIVE_BACKUP, LOAD_SPREAD, Group
+from vnicbond.core.guests import Guests
 from vnicbond.core.model import (
     Action,
     AddressMoved,
@@ -57,9 +58,12 @@ from vnicbond.core.model import (
     MemberChanged,
     MemberState,
     SendAnnouncement,
+    SendMacAnnouncement,
     SendProbeFrames,
     SetCarrier,
     SetForwarding,
+    SetMacHosts,
+    SetMemberFilter,
     SetSpread,
 )
 from vnicbond.core.prober import Prober, ProbingMember, TokenBucket
@@ -73,8 +77,9 @@ ANSWER_BURST = 20.0
 #: (malformed, forged, stale, or not ours). ``received`` counts them all.
 FRAME_OUTCOMES = ("received", "replies", "answered", "rate_limited", "ignored")
 
-Effect = (SetForwarding | SetSpread | SetCarrier | SendAnnouncement | SendProbeFrames | Event
-          | HealthChanged | ProbeAnswered)
+Effect = (SetForwarding | SetSpread | SetCarrier | SendAnnouncement | SendMacAnnouncement
+          | SendProbeFrames | SetMacHosts | SetMemberFilter | Event | HealthChanged
+          | ProbeAnswered)
 
 
 class AdminRefused(Exception):
@@ -100,8 +105,10 @@ class GroupEngine:
         self.frames = {m.name: dict.fromkeys(FRAME_OUTCOMES, 0) for m in cfg.members}
         self.failovers = 0
         self.address_moves = 0
-        #: Announcement rounds still to send: (when, member, MAC, addresses).
-        self._rounds: list[tuple[float, str, bytes, tuple[str, ...]]] = []
+        #: The guests' MACs behind the TAP: where they live, what the members accept.
+        self.guests = Guests(cfg.mode == LOAD_SPREAD, cfg.failback)
+        #: Announcement rounds still to send: (when, the round).
+        self._rounds: list[tuple[float, SendAnnouncement | SendMacAnnouncement]] = []
 
     # -- inputs ------------------------------------------------------------------------------
     def start(self, links: dict[str, bool], macs: dict[str, bytes], now: float) -> list[Effect]:
@@ -149,10 +156,21 @@ class GroupEngine:
     def tick(self, now: float) -> list[Effect]:
         """The time reached :meth:`next_deadline`: announcement rounds that are due, probes
         that ran out or are due."""
-        due = [r for r in self._rounds if r[0] <= now]
-        self._rounds = [r for r in self._rounds if r[0] > now]
-        effects: list[Effect] = [SendAnnouncement(m, mac, a) for _, m, mac, a in due]
+        effects: list[Effect] = [r for when, r in self._rounds if when <= now]
+        self._rounds = [(when, r) for when, r in self._rounds if when > now]
         return effects + self._detected(self.detector.tick(now), now)
+
+    def macs_changed(self, added: list[bytes], removed: list[bytes], now: float
+                     ) -> list[Effect]:
+        """Guest MACs came and went behind the TAP (:class:`vnicbond.core.fdb.MacTable`):
+        place them (load spreading) and set what the members accept. Sends nothing, so the
+        datapath may call it in the middle of a batch."""
+        return list(self.guests.changed(added, removed, self.group.spread))
+
+    def tap_promiscuous(self, on: bool, now: float) -> list[Effect]:
+        """The TAP's promiscuity counter is (or is no longer) above zero: a bridge port, a
+        capture, an upper device with extra MACs; the members must accept every frame."""
+        return list(self.guests.set_tap_promiscuous(on))
 
     def set_offline(self, member: str, offline: bool, now: float) -> tuple[bool, list[Effect]]:
         """Take ``member`` out of service (its traffic moves first) or put it back; returns
@@ -179,6 +197,7 @@ class GroupEngine:
         self.addresses = [str(a) for a in cfg.addresses]
         self.targets = member_targets(cfg)
         self.macs = {m: macs[m] for m in names}
+        self.guests.failback = cfg.failback
         self.answer_limit = {m: self.answer_limit.get(m) or TokenBucket(ANSWER_RATE, ANSWER_BURST)
                              for m in names}
         self.frames = {m: self.frames.get(m) or dict.fromkeys(FRAME_OUTCOMES, 0) for m in names}
@@ -195,7 +214,7 @@ class GroupEngine:
     # -- queries -----------------------------------------------------------------------------
     def next_deadline(self) -> float | None:
         """When :meth:`tick` must run next (None: nothing pending)."""
-        times = [r[0] for r in self._rounds]
+        times = [when for when, _ in self._rounds]
         deadline = self.detector.next_deadline()
         if deadline is not None:
             times.append(deadline)
@@ -250,9 +269,20 @@ class GroupEngine:
         effects: list[Effect] = []
         for action in actions:
             match action:
-                case SetForwarding() | SetSpread():
+                case SetForwarding(tx=tx):
                     self._rounds.clear()  # a newer decision supersedes rounds still to come
                     effects.append(action)
+                    if tx is not None and self.guests.hosts:  # the guests move with it
+                        effects.extend(self._rounds_of(
+                            SendMacAnnouncement(tx, tuple(self.guests.hosts)), now))
+                case SetSpread(active=active):
+                    self._rounds.clear()
+                    effects.append(action)
+                    placed, moves = self.guests.moved(active)
+                    effects.extend(placed)
+                    for member, moved in moves.items():
+                        effects.extend(self._rounds_of(
+                            SendMacAnnouncement(member, tuple(moved)), now))
                 case SetCarrier(on=on):
                     effects.append(action)
                     effects.append(self._event("carrier", None, "on" if on else "off", None))
@@ -274,14 +304,19 @@ class GroupEngine:
 
     def _announce(self, member: str, addresses: tuple[str, ...], now: float
                   ) -> list[Effect]:
-        """The first round now, the others scheduled ``announce.interval`` apart."""
+        """Announce ``addresses`` from ``member``, with the MAC they answer to there."""
+        mac = self.cfg.mac if self.cfg.mode == ACTIVE_BACKUP else self.macs[member]
+        return self._rounds_of(SendAnnouncement(member, mac, addresses), now)
+
+    def _rounds_of(self, first: SendAnnouncement | SendMacAnnouncement, now: float
+                   ) -> list[Effect]:
+        """``announce.count`` rounds of ``first``: one now, the others scheduled
+        ``announce.interval`` apart."""
         count, interval = self.cfg.announce.count, self.cfg.announce.interval_ms / 1000
         if count <= 0:
             return []
-        mac = self.cfg.mac if self.cfg.mode == ACTIVE_BACKUP else self.macs[member]
-        self._rounds.extend((now + interval * i, member, mac, addresses)
-                            for i in range(1, count))
-        return [SendAnnouncement(member, mac, addresses)]
+        self._rounds.extend((now + interval * i, first) for i in range(1, count))
+        return [first]
 
     def _event(self, kind: str, member: str | None, state: str, cause: Cause | None,
                old: str | None = None) -> Event:

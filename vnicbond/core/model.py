@@ -122,3 +122,31 @@ class SendProbeFrames:
 
     member: str
     frames: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SendMacAnnouncement:
+    """Send one round of learning frames (RARP, the guest's MAC as source, broadcast) for each
+    guest MAC in ``macs`` out of ``member``, so the switch moves them to its port."""
+
+    member: str
+    macs: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SetMacHosts:
+    """Load spreading: each guest MAC in ``hosts`` is now carried by its member (None: no
+    member), and the MACs in ``removed`` are gone."""
+
+    hosts: tuple[tuple[bytes, str | None], ...]
+    removed: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SetMemberFilter:
+    """Every member's NIC accepts the guest MACs in ``add`` and no longer those in ``remove``;
+    with ``promiscuous``, it accepts every frame instead."""
+
+    add: tuple[bytes, ...]
+    remove: tuple[bytes, ...]
+    promiscuous: bool

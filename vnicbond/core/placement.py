@@ -1,7 +1,9 @@
 """Which member hosts each data address when several members are active (load spreading).
 
 IPMP binds each data address to one active interface, spreading them so inbound load spreads
-too. Pure functions, no state: the caller keeps the current placement and passes it back.
+too. Pure functions, no state: the caller keeps the current placement and passes it back. The
+same rules place the MACs of guests behind the TAP (:mod:`vnicbond.core.guests`), so the
+functions take any hashable items, not only addresses.
 
 Rules:
 
@@ -17,33 +19,38 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import bisect
+from collections.abc import Hashable, Sequence
+from typing import TypeVar
+
+K = TypeVar("K", bound=Hashable)
 
 
-def _fewest(counts: dict[str, int], order: Sequence[str]) -> str:
+def fewest(counts: dict[str, int], order: Sequence[str]) -> str:
+    """The member of ``order`` holding the fewest (ties: the first in ``order``)."""
     return min(order, key=lambda m: (counts[m], order.index(m)))
 
 
-def home_placement(addresses: Sequence[str], members: Sequence[str]) -> dict[str, str]:
+def home_placement(addresses: Sequence[K], members: Sequence[str]) -> dict[K, str]:
     """Each address's home among ``members`` (the non-standby members, in preference order)."""
     if not members:
         return {}
     counts = dict.fromkeys(members, 0)
     home = {}
     for address in addresses:
-        member = _fewest(counts, members)
+        member = fewest(counts, members)
         home[address] = member
         counts[member] += 1
     return home
 
 
-def place(addresses: Sequence[str], active: Sequence[str], current: dict[str, str | None],
-          home: dict[str, str], failback: bool) -> dict[str, str | None]:
+def place(addresses: Sequence[K], active: Sequence[str], current: dict[K, str | None],
+          home: dict[K, str], failback: bool) -> dict[K, str | None]:
     """The new placement for ``active`` members (in preference order); None: no member."""
     if not active:
         return dict.fromkeys(addresses)
     active_set = set(active)
-    result: dict[str, str | None] = {}
+    result: dict[K, str | None] = {}
     counts = dict.fromkeys(active, 0)
     pending = []
     for address in addresses:
@@ -57,16 +64,21 @@ def place(addresses: Sequence[str], active: Sequence[str], current: dict[str, st
         else:
             pending.append(address)
     for address in pending:
-        member = _fewest(counts, active)
+        member = fewest(counts, active)
         result[address] = member
         counts[member] += 1
+    # Each member's addresses by their position, so the fullest gives its last one in O(log n).
+    held: dict[str, list[int]] = {m: [] for m in active}
+    for i, address in enumerate(addresses):
+        held[result[address]].append(i)  # type: ignore[index]
     while True:
         fullest = max(active, key=lambda m: (counts[m], -active.index(m)))
-        emptiest = _fewest(counts, active)
+        emptiest = fewest(counts, active)
         if counts[fullest] - counts[emptiest] <= 1:
             break
-        address = next(a for a in reversed(addresses) if result[a] == fullest)
-        result[address] = emptiest
+        i = held[fullest].pop()
+        bisect.insort(held[emptiest], i)
+        result[addresses[i]] = emptiest
         counts[fullest] -= 1
         counts[emptiest] += 1
     return {a: result[a] for a in addresses}

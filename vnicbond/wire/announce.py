@@ -1,4 +1,5 @@
-"""Announcements made when a data address moves: gratuitous ARP and unsolicited NA.
+"""Announcements made when a data address moves (gratuitous ARP and unsolicited NA), and when
+a guest's MAC behind the TAP moves to another member (a RARP with that MAC as source).
 
 Built with scapy once per (address, MAC) and cached: they are control frames, never on the
 per-frame path. Frames are plain Ethernet; the datapath adds the virtio-net header.
@@ -51,3 +52,15 @@ def announcement(mac: bytes, address: str) -> bytes:
     if isinstance(ip, IPv4Address):
         return gratuitous_arp(mac, ip)
     return unsolicited_na(mac, ip)
+
+
+@lru_cache(maxsize=4096)
+def mac_announcement(mac: bytes) -> bytes:
+    """A learning frame for a guest's MAC: a broadcast RARP request (op 3) from ``mac``, as Open
+    vSwitch and QEMU send, so that every switch on the way learns ``mac`` on the new port. It
+    claims no IP address, so no host's neighbour table changes."""
+    from scapy.layers.l2 import ARP, Ether
+
+    frame = Ether(src=format_mac(mac), dst=format_mac(BROADCAST), type=0x8035) / ARP(
+        op=3, hwsrc=format_mac(mac), psrc="0.0.0.0", hwdst=format_mac(mac), pdst="0.0.0.0")
+    return bytes(frame)
