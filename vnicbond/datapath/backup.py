@@ -52,6 +52,7 @@ class BackupLoops:
         pending = port.pending
         drops = port.drops
         tx_max = port.tx_max
+        mac = self.group_mac
         i = tx.head
         packets = nbytes = 0
         try:
@@ -73,6 +74,8 @@ class BackupLoops:
                 if n < MIN_FRAME:
                     tap_drops["runt"] += 1
                     continue
+                if view[SRC:SRC + 6] != mac:  # a guest's frame (a bridge, a macvlan): learn it
+                    self._heard(view[SRC:SRC + 6].tobytes())
                 if n > tx_max and not view[1] and (
                         n > tx_max + 4 or view[TYPE] != 0x81 or view[TYPE + 1]):
                     drops["tx_oversize"] += 1  # above the member's MTU (4 more for a VLAN tag)
@@ -101,6 +104,7 @@ class BackupLoops:
         tap_fd = self.tap_fd
         write = os.write
         mac = self.group_mac
+        guests = self.guests
         deliver = port in self.rx_ports
         drops = port.drops
         max_frame = self.max_frame
@@ -130,17 +134,27 @@ class BackupLoops:
                 elif n > max_frame and not frame[1]:
                     drops["oversize"] += 1  # above the group's MTU and not a super-frame
                 elif frame[DST] & 1:
-                    # Broadcast or multicast: ignore our own frames flooded back by the switch.
-                    if frame[SRC:SRC + 6] == mac:
+                    # Broadcast or multicast: ignore our own (and our guests') frames flooded
+                    # back by the switch.
+                    src = frame[SRC:SRC + 6]
+                    if src == mac or src.tobytes() in guests:
                         drops["looped"] += 1
                     else:
                         ok = True
                 elif frame[DST:DST + 6] == mac:
                     ok = True
                 else:
-                    # Unicast for another host (flooded by the switch) or for the member's own
-                    # MAC (its test address's traffic, which the probe sockets read).
-                    drops["daemon" if frame[DST:DST + 6] == port.mac else "foreign"] += 1
+                    # For a guest behind the TAP (delivered as it is), or, the TAP being a
+                    # bridge port, for any host but ourselves; else unicast for another host
+                    # (flooded by the switch) or for the member's own MAC (its test address's
+                    # traffic, which the probe sockets read).
+                    dst = frame[DST:DST + 6].tobytes()
+                    if dst == port.mac:
+                        drops["daemon"] += 1
+                    elif dst in guests or self.promiscuous:
+                        ok = True
+                    else:
+                        drops["foreign"] += 1
             if ok:
                 try:
                     write(tap_fd, frame)

@@ -28,8 +28,11 @@ from __future__ import annotations
 import asyncio
 import io
 import socket
+import time
+from collections.abc import Callable
 from typing import Protocol
 
+from vnicbond.core.fdb import MacTable
 from vnicbond.datapath.backup import BackupLoops
 from vnicbond.datapath.flowhash import FlowTable
 from vnicbond.datapath.offsets import BUFFER_SIZE
@@ -54,7 +57,7 @@ class Datapath(BackupLoops, SpreadLoops):
     """Frames between one TAP and its members, following the forwarding table."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, tap_fd: int, group_mac: bytes,
-                 mtu: int = 65535) -> None:
+                 mtu: int = 65535, guests: MacTable | None = None) -> None:
         self.loop = loop
         #: The longest frame (virtio-net header included) that is not a GSO super-frame the
         #: TAP takes from a member: the group's MTU, Ethernet header and one VLAN tag. Longer
@@ -76,6 +79,14 @@ class Datapath(BackupLoops, SpreadLoops):
         self.own_macs: frozenset[bytes] = frozenset([self.group_mac])
         #: Frames read from the TAP that no member was asked to send, by :data:`TAP_REASONS`.
         self.tap_drops = dict.fromkeys(TAP_REASONS, 0)
+        #: The guests behind the TAP (bridges, VMs, macvlans): their MACs, learned from the
+        #: frames the host sends; ``on_guests`` is called when the table changed.
+        self.guests = guests if guests is not None else MacTable(4096, 300.0)
+        self.on_guests: Callable[[], None] | None = None
+        #: Load spreading: guest MAC -> the member carrying it.
+        self.mac_ports: dict[bytes, Port] = {}
+        #: The TAP is promiscuous (a bridge port): deliver unicast for any MAC, once.
+        self.promiscuous = False
         #: TAP frames no transmit slot takes (load spreading, a full ring), and received frames
         #: too long for their slot.
         self._tap_buf = bytearray(BUFFER_SIZE)
@@ -160,6 +171,20 @@ class Datapath(BackupLoops, SpreadLoops):
     def set_mtu(self, name: str, mtu: int) -> None:
         """A member's NIC has MTU ``mtu`` now: frames above it are not sent."""
         self.ports[name].tx_max = VNET_HDR_LEN + 14 + mtu
+
+    def set_mac_hosts(self, hosts: tuple[tuple[bytes, str | None], ...],
+                      removed: tuple[bytes, ...]) -> None:
+        """Load spreading: which member carries each guest MAC (None: none); forget
+        ``removed``."""
+        mac_ports = self.mac_ports
+        for mac in removed:
+            mac_ports.pop(mac, None)
+        for mac, member in hosts:
+            port = self.ports.get(member) if member else None
+            if port is None:
+                mac_ports.pop(mac, None)
+            else:
+                mac_ports[mac] = port
 
     def set_forwarding(self, tx: str | None, rx: frozenset[str] | set[str]) -> None:
         """Point outbound traffic at member ``tx`` and accept inbound from members ``rx``."""
@@ -265,6 +290,14 @@ class Datapath(BackupLoops, SpreadLoops):
             port.drops["oversize"] += 1  # cut short by the buffer: above any MTU
             return None
         return self._rx_view[:n]
+
+    def _heard(self, mac: bytes) -> None:
+        """A frame from the TAP came from guest MAC ``mac``: learn it (the table may tell the
+        group runtime, which places it at once)."""
+        guests = self.guests
+        guests.heard(mac, time.monotonic())
+        if guests.pending and self.on_guests is not None:
+            self.on_guests()
 
     def _on_empty(self, port: Port) -> None:
         """A wake-up with no frame: a pending socket error (the NIC went down) keeps the

@@ -50,6 +50,7 @@ class SpreadLoops:
         buckets = self.bucket_ports
         mask = self.flow_table.mask
         tap_drops = self.tap_drops
+        group_mac = self.group_mac
         queued: dict[Port, list[int]] = {}  # port -> [packets, bytes] requested this batch
         for _ in range(BATCH):
             try:
@@ -64,7 +65,12 @@ class SpreadLoops:
                 continue
             ethertype = (buf[TYPE] << 8) | buf[TYPE + 1]
             h = -1
-            if ethertype == 0x0806 and n >= ARP_SPA + 4:
+            guest = not buf.startswith(group_mac, SRC)
+            if guest:  # a guest's frame keeps its MAC and leaves by the member carrying it
+                src = bytes(buf[SRC:SRC + 6])
+                self._heard(src)  # a new MAC is placed at once
+                port = self.mac_ports.get(src)
+            elif ethertype == 0x0806 and n >= ARP_SPA + 4:
                 port = self.host_ports.get(bytes(buf[ARP_SPA:ARP_SPA + 4]), self.first_port)
                 if port is not None:
                     buf[ARP_SHA:ARP_SHA + 6] = port.mac
@@ -85,7 +91,8 @@ class SpreadLoops:
                     n > port.tx_max + 4 or ethertype != 0x8100):
                 port.drops["tx_oversize"] += 1  # above the member's MTU
                 continue
-            buf[SRC:SRC + 6] = port.mac
+            if not guest:
+                buf[SRC:SRC + 6] = port.mac
             packets = wire_packets(buf, n) if buf[1] else 1
             if not self._queue(port, mv[:n], packets):
                 continue
@@ -117,6 +124,8 @@ class SpreadLoops:
         flood = port is self.first_port
         mac = port.mac
         drops = port.drops
+        guests = self.guests
+        mac_ports = self.mac_ports
         max_frame = self.max_frame
         i = rx.head
         got = 0
@@ -144,10 +153,11 @@ class SpreadLoops:
                 elif n > max_frame and not frame[1]:
                     drops["oversize"] += 1
                 elif frame[DST] & 1:
+                    src = frame[SRC:SRC + 6].tobytes()
                     if not flood:
                         drops["inactive"] += 1  # another member hands broadcasts to the TAP
-                    elif frame[SRC:SRC + 6].tobytes() in self.own_macs:
-                        drops["looped"] += 1
+                    elif src in self.own_macs or src in guests:
+                        drops["looped"] += 1  # ours or our guests', flooded back
                     else:
                         ok = True
                 elif frame[DST:DST + 6] == mac:
@@ -157,7 +167,16 @@ class SpreadLoops:
                         frame[DST:DST + 6] = self.group_mac
                         ok = True
                 else:
-                    drops["foreign"] += 1
+                    # For a guest: delivered as it is, by the member carrying it only. The
+                    # TAP being a bridge port, unicast for any other host is delivered once,
+                    # by the member that hands broadcasts to the TAP.
+                    dst = frame[DST:DST + 6].tobytes()
+                    host = mac_ports.get(dst)
+                    if host is port or (host is None and flood and self.promiscuous
+                                        and dst not in self.own_macs):
+                        ok = True
+                    else:
+                        drops["foreign"] += 1
             if ok:
                 try:
                     write(tap_fd, frame)

@@ -36,6 +36,11 @@ class LinkInfo:
     admin_up: bool
     carrier: bool
     mtu: int
+    #: The kernel's promiscuity counter (a bridge port, a capture, an upper device that
+    #: needs extra MACs), which the link's flags do not show.
+    promiscuity: int = 0
+    #: The device this one is stacked on (a macvlan's parent), 0 if none.
+    link: int = 0
 
     @property
     def up(self) -> bool:
@@ -51,6 +56,8 @@ def _link_info(msg: object) -> LinkInfo:
         admin_up=bool(flags & IFF_UP),
         carrier=bool(flags & IFF_LOWER_UP),
         mtu=msg.get_attr("IFLA_MTU") or 0,  # type: ignore[attr-defined]
+        promiscuity=msg.get_attr("IFLA_PROMISCUITY") or 0,  # type: ignore[attr-defined]
+        link=msg.get_attr("IFLA_LINK") or 0,  # type: ignore[attr-defined]
     )
 
 
@@ -61,6 +68,24 @@ def get_link(name: str) -> LinkInfo | None:
         if not idx:
             return None
         return _link_info(ipr.get_links(idx[0])[0])
+
+
+def unicast_addresses(name: str) -> set[bytes]:
+    """The unicast MACs upper devices put on ``name``'s address list (a macvlan's, once it is
+    up): ``bridge fdb show dev NAME``'s ``self permanent`` entries, multicast left out."""
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=name)
+        if not idx:
+            return set()
+        macs = set()
+        for msg in ipr.fdb("dump", ifindex=idx[0]):
+            text = msg.get_attr("NDA_LLADDR")
+            if msg["ifindex"] != idx[0] or not text:
+                continue
+            mac = bytes.fromhex(text.replace(":", ""))
+            if len(mac) == 6 and not mac[0] & 1:
+                macs.add(mac)
+        return macs
 
 
 def set_link_up(name: str, up: bool) -> None:

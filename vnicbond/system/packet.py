@@ -24,6 +24,7 @@ from vnicbond.system.ring import MemberRings
 
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
+PACKET_DROP_MEMBERSHIP = 2
 PACKET_MR_MULTICAST = 0
 PACKET_MR_PROMISC = 1
 PACKET_MR_ALLMULTI = 2
@@ -77,6 +78,19 @@ def open_member_socket(ifname: str, group_mac: bytes, mtu: int
         sock.close()
         raise
     return sock, rings
+
+
+def accept_mac(sock: socket.socket, ifindex: int, mac: bytes, on: bool) -> None:
+    """Ask the member's NIC to accept unicast for ``mac`` (a guest's behind the TAP), or stop
+    asking. Like every membership it belongs to the socket: gone when the socket closes."""
+    sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP if on else PACKET_DROP_MEMBERSHIP,
+                    _membership(ifindex, PACKET_MR_UNICAST, mac))
+
+
+def accept_all(sock: socket.socket, ifindex: int, on: bool) -> None:
+    """Put the member's NIC in promiscuous mode for this socket, or take it out."""
+    sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP if on else PACKET_DROP_MEMBERSHIP,
+                    _membership(ifindex, PACKET_MR_PROMISC))
 
 
 def socket_error(sock: socket.socket) -> int:
