@@ -207,8 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-c", "--config", help="take the control socket from this configuration")
         return p
 
-    p = client("status", "show groups, members, addresses, targets or probes")
-    views = ["groups", "members", "addresses", "targets", "probes"]
+    p = client("status", "show groups, members, addresses, targets, probes or guest MACs")
+    views = ["groups", "members", "addresses", "targets", "probes", "macs"]
     p.add_argument("view", nargs="?", choices=views, help="one view (default: the first three)")
     p.add_argument("--json", action="store_true", help="print the status document as JSON")
     p.add_argument("--interval", type=float, default=0.5, help="probes: poll interval (s)")

@@ -189,6 +189,13 @@ class StatusCollector(Collector):
             f"{PREFIX}_tap_drops",
             "Frames from the host that no member was given, by reason.",
             labels=["group", "reason"])
+        macs = GaugeMetricFamily(
+            f"{PREFIX}_macs", "Guest MACs behind the TAP, learned or registered.",
+            labels=["group"])
+        evictions = CounterMetricFamily(
+            f"{PREFIX}_mac_evictions",
+            "Learned guest MACs pushed out by newer ones past mac_learning.limit.",
+            labels=["group"])
         control = CounterMetricFamily(
             f"{PREFIX}_control_frames",
             "Frames on a member's probe sockets (probe replies, ARP/NDP for its test "
@@ -220,6 +227,8 @@ class StatusCollector(Collector):
             carrier.add_metric([gname], 1.0 if g.get("carrier") else 0.0)
             failovers.add_metric([gname], float(g.get("failovers") or 0))
             moves.add_metric([gname], float(g.get("address_moves") or 0))
+            macs.add_metric([gname], float(g.get("macs_learned") or 0))
+            evictions.add_metric([gname], float(g.get("mac_evictions") or 0))
             for reason, value in sorted((g.get("tap_drops") or {}).items()):
                 tap_drops.add_metric([gname, str(reason)], float(value))
 
@@ -230,6 +239,7 @@ class StatusCollector(Collector):
         yield from counters.values()
         yield from (member_state, link_up, probe_state, sent, lost, rtt)
         yield from (group_state, carrier, failovers, moves, drops, tap_drops, control)
+        yield from (macs, evictions)
 
 
 def _one_hot(family: GaugeMetricFamily, labels: list[str], states: tuple[str, ...],

@@ -96,8 +96,18 @@ def format_addresses(status: dict[str, Any]) -> str:
     return table(["ADDRESS", "STATE", "GROUP", "INBOUND", "OUTBOUND"], rows)
 
 
+def format_macs(status: dict[str, Any]) -> str:
+    """The guests' MACs behind each group's TAP: the member carrying each, the seconds since
+    it was last heard from, learned or registered."""
+    rows = [[m["mac"], g["name"], m["member"] or "-", f"{m['age_s']:.1f}s", m["source"]]
+            for g in status["groups"] for m in g.get("macs", [])]
+    return table(["MAC", "GROUP", "MEMBER", "AGE", "SOURCE"], rows)
+
+
 def format_view(status: dict[str, Any], view: str) -> str:
     """One ``ipmpstat``-like view of the status document."""
+    if view == "macs":
+        return format_macs(status)
     if view == "targets":
         return format_targets(status)
     if view == "groups":

@@ -18,6 +18,7 @@ import asyncio
 import errno
 import logging
 import os
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,11 +27,15 @@ from vnicbond.config import GroupConfig
 from vnicbond.core.detector import HealthChanged, ProbeAnswered
 from vnicbond.core.engine import Effect, GroupEngine
 from vnicbond.core.events import Event, EventLog
+from vnicbond.core.fdb import MacTable
 from vnicbond.core.model import (
     SendAnnouncement,
+    SendMacAnnouncement,
     SendProbeFrames,
     SetCarrier,
     SetForwarding,
+    SetMacHosts,
+    SetMemberFilter,
     SetSpread,
 )
 from vnicbond.core.reload import group_changes
@@ -40,7 +45,7 @@ from vnicbond.system import netlink
 from vnicbond.system.isolation import Isolation, IsolationError
 from vnicbond.system.netlink import LinkInfo
 from vnicbond.system.tap import Tap
-from vnicbond.wire.announce import announcement
+from vnicbond.wire.announce import announcement, mac_announcement
 from vnicbond.wire.mac import format_mac
 
 log = logging.getLogger("vnicbond")
@@ -59,6 +64,10 @@ class GroupRuntime:
         self.engine = GroupEngine(cfg)
         self.events = events
         self.members = {m.name: Member(m.name, cfg.name) for m in cfg.members}
+        #: The MACs of the guests behind the TAP, learned by the datapath.
+        self.guests = MacTable(cfg.mac_learning.limit, cfg.mac_learning.aging_ms / 1000)
+        self._tap_index = 0
+        self._reading_tap_list = False
         self.isolation = Isolation(cfg.name, [m.name for m in cfg.members], state_file)
         self.tap: Tap | None = None
         self.datapath: Datapath | None = None
@@ -93,6 +102,7 @@ class GroupRuntime:
                         "--user NAME)")
             raise RuntimeError(f"group {self.cfg.name}: cannot create TAP device: "
                                f"{e.strerror or e}{hint}") from None
+        self._tap_index = socket.if_nametoindex(self.tap.name)
         return self.tap
 
     def configure_system(self) -> None:
@@ -112,7 +122,8 @@ class GroupRuntime:
         """Open the members, start forwarding, make the first election, arm the timer."""
         assert self.tap is not None
         self._loop = loop
-        self.datapath = Datapath(loop, self.tap.fd, self.cfg.mac, self.cfg.mtu)
+        self.datapath = Datapath(loop, self.tap.fd, self.cfg.mac, self.cfg.mtu, self.guests)
+        self.datapath.on_guests = self._on_guests
         for m in self.cfg.members:
             self._open(self.members[m.name])
         self.datapath.start()
@@ -135,6 +146,8 @@ class GroupRuntime:
         assert self._loop is not None and self.datapath is not None
         member.open(self._loop, self.datapath, self.cfg.mac, self.cfg.mtu, self._on_probe_frames)
         self._configure(member)
+        guests = self.engine.guests
+        member.accept(tuple(guests.filter), (), guests.promiscuous)
 
     def _configure(self, member: Member) -> None:
         """The member's test address and probing as the configuration and engine have them."""
@@ -166,6 +179,14 @@ class GroupRuntime:
                         self.datapath.send_frame(member, announcement(mac, address))
                 case SendProbeFrames(member=member, frames=frames):
                     self.members[member].send_probe_frames(frames)
+                case SendMacAnnouncement(member=member, macs=macs):
+                    for mac in macs:
+                        self.datapath.send_frame(member, mac_announcement(mac))
+                case SetMacHosts(hosts=hosts, removed=removed):
+                    self.datapath.set_mac_hosts(hosts, removed)
+                case SetMemberFilter(add=add, remove=remove, promiscuous=promiscuous):
+                    for m in self.members.values():
+                        m.accept(add, remove, promiscuous)
                 case Event():
                     self.events.record(effect, time.time())
                     log.info("%s", effect.log_line())
@@ -178,8 +199,11 @@ class GroupRuntime:
         self._arm()
 
     def _arm(self) -> None:
-        """Keep exactly one timer, at the engine's next deadline."""
-        deadline = self.engine.next_deadline()
+        """Keep exactly one timer, at the engine's next deadline or when a guest MAC ages
+        out, whichever comes first."""
+        deadlines = [d for d in (self.engine.next_deadline(), self.guests.next_expiry())
+                     if d is not None]
+        deadline = min(deadlines) if deadlines else None
         if deadline == self._deadline and self._timer is not None:
             return
         if self._timer is not None:
@@ -193,7 +217,43 @@ class GroupRuntime:
 
     def _on_timer(self) -> None:
         self._timer = self._deadline = None
-        self.apply(self.engine.tick(time.monotonic()))
+        now = time.monotonic()
+        self.guests.expire(now)
+        if self.guests.pending:
+            self._on_guests()
+        self.apply(self.engine.tick(now))
+
+    def _on_guests(self) -> None:
+        """Guest MACs came or went (learned, aged out, evicted, registered): tell the engine.
+        Called from inside a datapath batch too: what it returns sends nothing."""
+        added, removed = self.guests.changes()
+        if added or removed:
+            self.apply(self.engine.macs_changed(added, removed, time.monotonic()))
+
+    def _on_tap_link(self, info: LinkInfo, deleted: bool) -> None:
+        """A link event about the TAP or a device stacked on it (a macvlan): follow the
+        TAP's promiscuity, and read its unicast list again."""
+        if info.index == self._tap_index and not deleted and self.datapath is not None:
+            promiscuous = info.promiscuity > 0
+            if promiscuous != self.datapath.promiscuous:
+                log.info("%s: the TAP is %s", self.name,
+                         "promiscuous" if promiscuous else "no longer promiscuous")
+                self.datapath.promiscuous = promiscuous
+                self.apply(self.engine.tap_promiscuous(promiscuous, time.monotonic()))
+        if not self._reading_tap_list:
+            self._reading_tap_list = True
+            self._spawn(self._read_tap_list())
+
+    async def _read_tap_list(self) -> None:
+        """The MACs upper devices registered on the TAP (a macvlan's) are guests too."""
+        try:
+            macs = await asyncio.get_running_loop().run_in_executor(
+                None, netlink.unicast_addresses, self.name)
+        finally:
+            self._reading_tap_list = False
+        self.guests.register(macs - {self.cfg.mac})
+        if self.guests.pending:
+            self._on_guests()
 
     def _on_probe_frames(self, member: str, frames: list[bytes]) -> None:
         self.apply(self.engine.probe_frames(member, frames, time.monotonic()))
@@ -211,7 +271,10 @@ class GroupRuntime:
         their sockets are bound to that device. If it is deleted, moved to another namespace
         or renamed, the member fails like a pulled cable; a NIC that then takes the member's
         name (created, renamed or moved in) is isolated and taken back through the normal
-        repair path."""
+        repair path. Events about the TAP and what is stacked on it go to guests' rules."""
+        if self._tap_index and self._tap_index in (info.index, info.link):
+            self._on_tap_link(info, deleted)
+            return
         member = next((m for m in self.members.values()
                        if m.link is not None and m.link.index == info.index), None)
         if member is not None:
@@ -309,6 +372,9 @@ class GroupRuntime:
         links = {name: m.up for name, m in self.members.items()}
         macs = {name: m.mac for name, m in self.members.items()}
         effects = self.engine.reconfigure(cfg, links, macs, time.monotonic())
+        self.guests.resize(cfg.mac_learning.limit, cfg.mac_learning.aging_ms / 1000)
+        if self.guests.pending:
+            self._on_guests()
         for member in self.members.values():
             self._configure(member)
         self._warm_announcements()

@@ -22,7 +22,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 from vnicbond.datapath import Datapath
 from vnicbond.system.netlink import LinkInfo
-from vnicbond.system.packet import ProbeSockets, open_member_socket
+from vnicbond.system.packet import ProbeSockets, accept_all, accept_mac, open_member_socket
 from vnicbond.system.ring import MemberRings
 
 log = logging.getLogger("vnicbond")
@@ -49,6 +49,9 @@ class Member:
         self.attaching = False
         self.sock: socket.socket | None = None
         self.rings: MemberRings | None = None
+        #: What the NIC was asked to accept for guests, on this socket: MACs, or everything.
+        self.accepted: set[bytes] = set()
+        self.accepting_all = False
         self.probe: ProbeSockets | None = None
         self._probe_kernel = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -68,6 +71,7 @@ class Member:
         whether it probes. Raises OSError if the NIC cannot be opened."""
         sock, rings = open_member_socket(self.name, group_mac, group_mtu)
         self.sock, self.rings = sock, rings
+        self.accepted, self.accepting_all = set(), False
         self.mac = sock.getsockname()[4]
         self._loop, self._datapath, self._on_frames = loop, datapath, on_frames
         if self.name in datapath.ports:  # a new NIC under the member's name
@@ -129,6 +133,30 @@ class Member:
         self.close()
         if self._datapath is not None:
             self._datapath.remove_port(self.name)
+
+    def accept(self, add: tuple[bytes, ...], remove: tuple[bytes, ...], everything: bool) -> None:
+        """Ask the NIC to accept the guest MACs in ``add`` and stop for those in ``remove``,
+        or to accept every frame (promiscuous). Only while the member is open; a failure (the
+        NIC just went) is logged and changes nothing else."""
+        sock = self.sock
+        if sock is None:
+            return
+        try:
+            ifindex = socket.if_nametoindex(self.name)
+            if everything != self.accepting_all:
+                accept_all(sock, ifindex, everything)
+                self.accepting_all = everything
+            for mac in remove:
+                if mac in self.accepted:
+                    accept_mac(sock, ifindex, mac, False)
+                    self.accepted.discard(mac)
+            for mac in add:
+                if mac not in self.accepted:
+                    accept_mac(sock, ifindex, mac, True)
+                    self.accepted.add(mac)
+        except OSError as e:
+            log.warning("%s: member %s: cannot set which MACs it accepts: %s", self.group,
+                        self.name, e.strerror or e)
 
     def send_probe_frames(self, frames: tuple[bytes, ...]) -> None:
         """Send control frames out of the probe socket (lost, as on a down link, if the

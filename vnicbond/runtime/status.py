@@ -61,7 +61,25 @@ def group_status(rt: GroupRuntime, now: float) -> dict[str, Any]:
              "sent": t.sent}
             for m in rt.cfg.members for t in engine.detector.targets(m.name)],
         "answers_rate_limited": engine.answers_rate_limited(),
+        "macs": guest_macs(rt, now),
+        "macs_learned": len(rt.guests),
+        "mac_evictions": rt.guests.evictions,
     }
+
+
+def guest_macs(rt: GroupRuntime, now: float) -> list[dict[str, Any]]:
+    """The guests' MACs behind the TAP: the member carrying each, how long since it was last
+    heard from, and whether it was learned or registered on the TAP by an upper device."""
+    table, hosts = rt.guests, rt.engine.guests.hosts
+    spread = rt.cfg.mode == "load-spread"
+    macs = []
+    for mac in [*table.learned, *sorted(table.registered - table.learned.keys())]:
+        age = table.age(mac, now)
+        macs.append({"mac": format_mac(mac),
+                     "member": hosts.get(mac) if spread else rt.engine.group.active,
+                     "age_s": round(age, 3) if age is not None else 0.0,
+                     "source": "registered" if mac in table.registered else "learned"})
+    return macs
 
 
 def document(pid: int, started: float, groups: list[GroupRuntime]) -> dict[str, Any]:
