@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+from tests.netns.scrape import scrape
 from vnicbond.lab import DATA_V4, PEER_V4, ping_result, ping_stream, wait_ping
 
 
@@ -123,21 +124,6 @@ def test_malformed_control_requests_leave_the_daemon_serving(lab, make_bond):
     assert "Traceback" not in bond.logs()
 
 
-def _scrape(lab) -> dict[str, float]:
-    text = lab.ns(lab.host, sys.executable, "-c", (
-        "import urllib.request;"
-        "print(urllib.request.urlopen('http://127.0.0.1:9469/metrics', timeout=5).read()"
-        ".decode())")).stdout
-    from prometheus_client.parser import text_string_to_metric_families
-
-    values = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            values[f"{sample.name}{{{labels}}}"] = sample.value
-    return values
-
-
 def test_metrics_endpoint_scrapes_and_counters_grow(lab, make_bond):
     group = {"failure_detection_time": "300ms", "probe": {"targets": [PEER_V4]},
              "members": [{"name": "m0", "test_address": "198.18.0.21/24"},
@@ -149,14 +135,14 @@ def test_metrics_endpoint_scrapes_and_counters_grow(lab, make_bond):
     bond.path.write_text(yaml.safe_dump(bond.config))
     bond.start()
     wait_ping(lab, lab.peer, DATA_V4)
-    before = _scrape(lab)
+    before = scrape(lab)
     key = "vnicbond_member_tx_bytes_total{group=ipmp0,member=m0}"
     assert before["vnicbond_member_state{group=ipmp0,member=m0,state=active}"] == 1
     assert before["vnicbond_group_carrier{group=ipmp0}"] == 1
     sent, received, _ = ping_result(ping_stream(lab, lab.peer, DATA_V4, 0.01, 50))
     assert sent == received == 50
     time.sleep(0.5)
-    after = _scrape(lab)
+    after = scrape(lab)
     assert after[key] > before[key]
     rtt_count = "vnicbond_probe_rtt_seconds_count{group=ipmp0,member=m0,target=198.18.0.2}"
     assert after[rtt_count] > before.get(rtt_count, 0) > 0

@@ -6,19 +6,27 @@ One home per concept, none of them used by the daemon itself:
   (``Lab``, the addresses, stopping a process by its PID);
 - :mod:`~vnicbond.lab.bond`: ``vnicbond run`` in a lab (``Bond``): configuration file, start,
   readiness, control requests, events, stop, log;
-- :mod:`~vnicbond.lab.ping`: waiting for an address, a ``ping -D`` stream and its parser;
+- :mod:`~vnicbond.lab.ping`: waiting for an address, a ping matrix, a ``ping -D`` stream and
+  its parser;
 - :mod:`~vnicbond.lab.iperf`: iperf3 servers and clients, and their JSON reports;
 - :mod:`~vnicbond.lab.xfer`: a TCP transfer proved whole by a digest at both ends;
 - :mod:`~vnicbond.lab.results`: tables, the machine and command line, a marked section of
-  docs/benchmarks.md rewritten.
+  docs/benchmarks.md rewritten;
+- :mod:`~vnicbond.lab.stack`: guests stacked on the bond: a host bridge with "VM"
+  namespaces, macvlans in namespaces of their own (``Stack``, ``Guest``);
+- :mod:`~vnicbond.lab.l2`: the switch's forwarding database, a NIC's receive filters
+  (promiscuity, unicast address list);
+- :mod:`~vnicbond.lab.flood`: a guest flooding random source MACs.
 
 The most used names are importable from here (``from vnicbond.lab import Lab, DATA_V4``);
-``iperf``, ``xfer`` and ``results`` are imported as modules (``xfer`` also runs as
-``python -m vnicbond.lab.xfer`` inside namespaces, so this package does not import it).
+``iperf``, ``xfer``, ``results``, ``l2`` and ``flood`` are imported as modules (``xfer`` and
+``flood`` also run as ``python -m vnicbond.lab.xfer`` or ``.flood`` inside namespaces, so
+this package does not import them).
 """
 
 from vnicbond.lab.bond import Bond, BondError
-from vnicbond.lab.ping import PingLog, ping_result, ping_stream, wait_ping
+from vnicbond.lab.ping import PingLog, ping_result, ping_stream, unreachable, wait_ping
+from vnicbond.lab.stack import BRIDGED_ADDRESSES, Guest, Stack
 from vnicbond.lab.topology import (
     DATA_V4,
     DATA_V6,
@@ -35,6 +43,7 @@ from vnicbond.lab.topology import (
 )
 
 __all__ = [
+    "BRIDGED_ADDRESSES",
     "DATA_V4",
     "DATA_V6",
     "PEER_V4",
@@ -43,14 +52,17 @@ __all__ = [
     "PREFIX_V6",
     "Bond",
     "BondError",
+    "Guest",
     "Lab",
     "LabError",
     "PingLog",
+    "Stack",
     "existing_namespaces",
     "ping_result",
     "ping_stream",
     "remove_stale",
     "run",
     "stop",
+    "unreachable",
     "wait_ping",
 ]

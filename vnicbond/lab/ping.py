@@ -1,4 +1,5 @@
-"""Pinging across the lab: waiting for an address to answer, a ping stream and its parser.
+"""Pinging across the lab: waiting for an address to answer, which of many pairs answer (a
+ping matrix), a ping stream and its parser.
 
 The stream is ``ping -n -D``: every reply line carries its time, so the parser can tell when
 each icmp_seq was answered and in what round-trip time, the longest gap between replies, and
@@ -13,6 +14,7 @@ import itertools
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -28,6 +30,24 @@ def wait_ping(lab: Lab, ns: str, address: str, timeout: float = 15.0) -> None:
     """Wait until ``address`` answers ping from ``ns`` (IPv6 data addresses run DAD first)."""
     lab.wait_for(lambda: lab.ping_ok(ns, address, timeout=0.5), timeout=timeout,
                  what=f"{address} to answer ping from {ns}")
+
+
+def unreachable(lab: Lab, pairs: Sequence[tuple[str, str]], deadline: float = 3.0) -> list[str]:
+    """Ping every (namespace, address) pair at once, each until its first reply (one ping
+    every 0.2 s, for at most ``deadline`` seconds); the pairs that got none, as ``NS ->
+    ADDRESS`` with the lab's prefix left out of NS (empty: all answered)."""
+    cmd = ["ping", "-n", "-q", "-c", "1", "-i", "0.2", "-w", f"{deadline:g}"]
+    procs = [(ns, address, lab.popen(ns, *cmd, address)) for ns, address in pairs]
+    failed = []
+    for ns, address, proc in procs:
+        try:
+            proc.communicate(timeout=deadline + 10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+        if proc.returncode != 0:
+            failed.append(f"{ns.removeprefix(f'{lab.prefix}-')} -> {address}")
+    return failed
 
 
 def ping_stream(lab: Lab, ns: str, address: str, interval: float, count: int | None = None,

@@ -8,6 +8,9 @@ Topology (every name carries a unique prefix, so labs never collide)::
                            |
     [peer ns]              p0  198.18.0.2/24, 2001:db8::2/64
 
+Further namespaces (guests stacked on the bond: :mod:`vnicbond.lab.stack`) join the lab
+through :meth:`Lab.add_namespace` and go with it.
+
 Faults are made from the switch side, so the host only sees what a real NIC would: a port
 taken down (the member loses carrier), or a silent nftables drop (carrier stays up).
 Only 198.18.0.0/15 and 2001:db8::/32 are used, and nothing is configured outside the lab's
@@ -87,6 +90,8 @@ class Lab:
     switch: str = field(init=False)
     peer: str = field(init=False)
     built: bool = field(init=False, default=False)
+    #: Namespaces added to the lab after it was built (:meth:`add_namespace`).
+    extra: list[str] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.prefix:
@@ -136,10 +141,20 @@ class Lab:
             raise
         return self
 
+    def add_namespace(self, role: str) -> str:
+        """A further namespace of the lab, ``PREFIX-ROLE``, its loopback up; removed with the
+        lab (for guests stacked on the bond: :mod:`vnicbond.lab.stack`)."""
+        ns = f"{self.prefix}-{role}"
+        run(["ip", "netns", "add", ns])
+        self.extra.append(ns)
+        self.ns(ns, "ip", "link", "set", "lo", "up")
+        return ns
+
     def destroy(self) -> None:
         """Delete the lab's namespaces (their links go with them). Never raises."""
-        for ns in (self.peer, self.switch, self.host):
+        for ns in (*reversed(self.extra), self.peer, self.switch, self.host):
             run(["ip", "netns", "del", ns], check=False)
+        self.extra.clear()
         self.built = False
 
     def __enter__(self) -> Lab:
