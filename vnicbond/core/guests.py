@@ -70,7 +70,7 @@ class Guests:
             self.hosts[mac] = member
             placed.append((mac, member))
         effects: list[SetMacHosts | SetMemberFilter] = []
-        if placed or (self.spread and removed):
+        if self.spread and (placed or removed):  # active-backup: all on the active member
             effects.append(SetMacHosts(tuple(placed), tuple(removed)))
         effects.extend(self._filter())
         return effects
