@@ -103,6 +103,8 @@ TP_STATUS_USER = 1 << 0
 TP_STATUS_COPY = 1 << 1
 TP_STATUS_LOSING = 1 << 2
 TP_STATUS_CSUMNOTREADY = 1 << 3
+TP_STATUS_VLAN_VALID = 1 << 4
+TP_STATUS_VLAN_TPID_VALID = 1 << 6
 TP_STATUS_CSUM_VALID = 1 << 7
 TP_STATUS_TS_SOFTWARE = 1 << 29
 TP_STATUS_AVAILABLE = 0
@@ -111,7 +113,9 @@ TP_STATUS_SENDING = 1 << 1
 
 _WORD = struct.Struct("=I")
 _HALF = struct.Struct("=H")
-_RX_HDR = struct.Struct("=IIHHII")  # tp_len, tp_snaplen, tp_mac, tp_net, tp_sec, tp_nsec
+#: tp_len, tp_snaplen, tp_mac, tp_net, tp_sec, tp_nsec, tp_vlan_tci | tp_vlan_tpid << 16
+_RX_HDR = struct.Struct("=IIHHIII")
+_VNET = struct.Struct("<BBHHHH")  # struct virtio_net_hdr
 _PAGE = 4096
 
 
@@ -289,9 +293,21 @@ class SimSocket:
             self.tp_drops += 1
             self.sync()
             return "dropped"
+        status = TP_STATUS_USER
+        vlan = 0
+        if len(data) >= VNET + 18 and data[VNET + 12:VNET + 14] in (b"\x81\x00", b"\x88\xa8"):
+            # The kernel takes the outermost tag off into tp_vlan_tci / tp_vlan_tpid before
+            # any packet socket sees the frame.
+            # Offsets the virtio-net header counts from the frame's start lose the tag's 4.
+            tpid, tci = struct.unpack_from("!HH", data, VNET + 12)
+            flags, gso, hdr_len, size, csum_start, csum_offset = _VNET.unpack_from(data, 0)
+            hdr = _VNET.pack(flags, gso, max(hdr_len - 4, 0) if gso else hdr_len, size,
+                             csum_start - 4 if flags & 1 else csum_start, csum_offset)
+            data = hdr + data[VNET:VNET + 12] + data[VNET + 16:]
+            vlan = tci | tpid << 16
+            status |= TP_STATUS_VLAN_VALID | TP_STATUS_VLAN_TPID_VALID
         tp_len = len(data) - VNET
         snaplen = min(tp_len, rx.slot - RX_MAC)
-        status = TP_STATUS_USER
         outcome = "ring"
         if snaplen < tp_len:
             if self.receive_queue_full:
@@ -312,7 +328,7 @@ class SimSocket:
         self.tp_packets += 1
         at = rx.offsets[i]
         rx.buf[at + RX_MAC - VNET:at + RX_MAC + snaplen] = data[:VNET + snaplen]
-        _RX_HDR.pack_into(rx.buf, at + 4, tp_len, snaplen, RX_MAC, RX_NET, 1, 0)
+        _RX_HDR.pack_into(rx.buf, at + 4, tp_len, snaplen, RX_MAC, RX_NET, 1, 0, vlan)
         rx.set_status(i, status)
         self._filled.add(i)
         self.sync()

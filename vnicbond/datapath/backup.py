@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING
 from vnicbond.datapath.offsets import BATCH, DST, MIN_FRAME, SRC, TYPE
 from vnicbond.datapath.port import Port, wire_packets
 from vnicbond.datapath.txring import flush
-from vnicbond.system.ring import LEN, MAC, SNAPLEN, TP_STATUS_SEND_REQUEST, TP_STATUS_USER
+from vnicbond.system.ring import (
+    LEN,
+    MAC,
+    SNAPLEN,
+    TP_STATUS_SEND_REQUEST,
+    TP_STATUS_USER,
+    TP_STATUS_VLAN_VALID,
+    VLAN,
+)
 from vnicbond.wire.vnet import VNET_HDR_LEN
 
 if TYPE_CHECKING:
@@ -101,6 +109,7 @@ class BackupLoops:
             return
         words, mem, offsets, at, count = rx.words, rx.mem, rx.offsets, rx.at, rx.count
         copied = self._copied
+        retagged = self._retagged
         tap_fd = self.tap_fd
         write = os.write
         mac = self.group_mac
@@ -122,6 +131,8 @@ class BackupLoops:
             else:  # the virtio-net header lies just before the frame
                 start = offsets[i] + (words[w + MAC] & 0xFFFF) - VNET_HDR_LEN
                 frame = mem[start:start + snap + VNET_HDR_LEN]
+            if status & TP_STATUS_VLAN_VALID and frame is not None:
+                frame = retagged(frame, words[w + VLAN], status)  # the kernel took it off
             ok = False
             if frame is None:
                 pass  # counted

@@ -40,8 +40,14 @@ from vnicbond.datapath.port import TAP_REASONS, Port
 from vnicbond.datapath.spread import SpreadLoops
 from vnicbond.datapath.txring import flush
 from vnicbond.system.packet import socket_error
-from vnicbond.system.ring import LEN, TP_STATUS_COPY, TP_STATUS_SEND_REQUEST, Ring
-from vnicbond.wire.vnet import VNET_HDR_LEN, ZERO_VNET_HDR
+from vnicbond.system.ring import (
+    LEN,
+    TP_STATUS_COPY,
+    TP_STATUS_SEND_REQUEST,
+    TP_STATUS_VLAN_TPID_VALID,
+    Ring,
+)
+from vnicbond.wire.vnet import VNET_HDR_LEN, ZERO_VNET_HDR, insert_vlan_tag
 
 _MSG_TRUNC = socket.MSG_TRUNC  # recv returns the frame's real length, so a cut is seen
 
@@ -290,6 +296,14 @@ class Datapath(BackupLoops, SpreadLoops):
             port.drops["oversize"] += 1  # cut short by the buffer: above any MTU
             return None
         return self._rx_view[:n]
+
+    @staticmethod
+    def _retagged(frame: memoryview, vlan: int, status: int) -> memoryview:
+        """A received frame whose 802.1Q tag the kernel took off (a guest's VLAN), with the tag
+        put back: the TAP gets the frame as it was on the wire. ``vlan``: the slot's
+        ``tp_vlan_tci`` (low half) and ``tp_vlan_tpid`` (high half)."""
+        tpid = vlan >> 16 if status & TP_STATUS_VLAN_TPID_VALID else 0x8100
+        return memoryview(insert_vlan_tag(frame, tpid or 0x8100, vlan & 0xFFFF))
 
     def _heard(self, mac: bytes) -> None:
         """A frame from the TAP came from guest MAC ``mac``: learn it (the table may tell the

@@ -31,7 +31,7 @@ from vnicbond.datapath.offsets import (
 )
 from vnicbond.datapath.port import MAX_FLOWS, Port, wire_packets
 from vnicbond.datapath.txring import flush
-from vnicbond.system.ring import LEN, MAC, SNAPLEN, TP_STATUS_USER
+from vnicbond.system.ring import LEN, MAC, SNAPLEN, TP_STATUS_USER, TP_STATUS_VLAN_VALID, VLAN
 from vnicbond.wire.vnet import VNET_HDR_LEN
 
 if TYPE_CHECKING:
@@ -118,6 +118,7 @@ class SpreadLoops:
             return
         words, mem, offsets, at, count = rx.words, rx.mem, rx.offsets, rx.at, rx.count
         copied = self._copied
+        retagged = self._retagged
         tap_fd = self.tap_fd
         write = os.write
         deliver = port in self.rx_ports
@@ -141,6 +142,8 @@ class SpreadLoops:
             else:
                 start = offsets[i] + (words[w + MAC] & 0xFFFF) - VNET_HDR_LEN
                 frame = mem[start:start + snap + VNET_HDR_LEN]
+            if status & TP_STATUS_VLAN_VALID and frame is not None:
+                frame = retagged(frame, words[w + VLAN], status)  # the kernel took it off
             ok = False
             if frame is None:
                 pass  # counted

@@ -48,6 +48,10 @@ TPACKET_V2 = 1
 TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1 << 0
 TP_STATUS_COPY = 1 << 1
+#: The kernel took the frame's outermost 802.1Q tag off into ``tp_vlan_tci`` (and, with the
+#: second bit, its TPID into ``tp_vlan_tpid``).
+TP_STATUS_VLAN_VALID = 1 << 4
+TP_STATUS_VLAN_TPID_VALID = 1 << 6
 #: Transmit slot status values.
 TP_STATUS_AVAILABLE = 0
 TP_STATUS_SEND_REQUEST = 1 << 0
@@ -59,8 +63,9 @@ TX_DATA = 32
 #: Receive: where the kernel puts the frame at the latest (tp_mac for a plain Ethernet frame
 #: behind a virtio-net header), so a slot must hold this much more than the frame.
 RX_FRAME = 76
-#: Slot offsets of tpacket2_hdr's words, in 32-bit words.
-LEN, SNAPLEN, MAC = 1, 2, 3
+#: Slot offsets of tpacket2_hdr's words, in 32-bit words (VLAN: ``tp_vlan_tci`` in the low
+#: half, ``tp_vlan_tpid`` in the high half).
+LEN, SNAPLEN, MAC, VLAN = 1, 2, 3, 6
 
 PAGE = mmap.PAGESIZE
 

@@ -48,3 +48,23 @@ def build_vnet(hdr: VnetHeader) -> bytes:
     """Encode ``hdr`` as the 10 bytes that prefix a frame."""
     return _FMT.pack(hdr.flags, hdr.gso_type, hdr.hdr_len, hdr.gso_size, hdr.csum_start,
                      hdr.csum_offset)
+
+
+def insert_vlan_tag(data: bytes | bytearray | memoryview, tpid: int, tci: int) -> bytearray:
+    """``data`` (a virtio-net header and an Ethernet frame) with the 802.1Q tag ``tpid``/``tci``
+    put back behind the MAC addresses, where the sender had it: the kernel takes a received
+    frame's outermost tag off into the packet socket's metadata. Offsets the header counts
+    from the frame's start (``csum_start``, and ``hdr_len`` of a super-frame) move with the
+    rest by the tag's 4 bytes."""
+    out = bytearray(len(data) + 4)
+    macs = VNET_HDR_LEN + 12
+    out[:macs] = data[:macs]
+    struct.pack_into("!HH", out, macs, tpid, tci)
+    out[macs + 4:] = data[macs:]
+    flags, gso_type, hdr_len, gso_size, csum_start, csum_offset = _FMT.unpack_from(out, 0)
+    if flags & F_NEEDS_CSUM:
+        csum_start += 4
+    if gso_type & ~GSO_ECN:
+        hdr_len += 4
+    _FMT.pack_into(out, 0, flags, gso_type, hdr_len, gso_size, csum_start, csum_offset)
+    return out
