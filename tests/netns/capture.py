@@ -18,7 +18,9 @@ class Capture:
     def __init__(self, lab: Lab, ns: str, iface: str, path: Path, bpf: str,
                  direction: str | None = None) -> None:
         self.path = path
-        cmd = ["tcpdump", "-i", iface, "-U", "-n", "-w", str(path)]
+        # Immediate mode: each frame is handed over as it comes, not when a block of the
+        # capture ring fills or times out, so none is still in the kernel when tcpdump stops.
+        cmd = ["tcpdump", "-i", iface, "--immediate-mode", "-U", "-n", "-w", str(path)]
         if direction:
             cmd += ["-Q", direction]
         self.proc = lab.popen(ns, *cmd, bpf, stdout=subprocess.DEVNULL,
@@ -37,6 +39,7 @@ class Capture:
 
     def stop(self) -> list[Any]:
         """Stop tcpdump and return the captured frames (scapy packets)."""
+        import scapy.layers.l2  # noqa: F401  (registers Ethernet, so frames decode)
         from scapy.utils import rdpcap
 
         return list(rdpcap(str(self.finish())))
