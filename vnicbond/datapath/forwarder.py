@@ -192,6 +192,10 @@ class Datapath(BackupLoops, SpreadLoops):
             else:
                 mac_ports[mac] = port
 
+    def set_promiscuous(self, on: bool) -> None:
+        """The TAP is (or is no longer) promiscuous: unicast for any MAC is delivered, once."""
+        self.promiscuous = on
+
     def set_forwarding(self, tx: str | None, rx: frozenset[str] | set[str]) -> None:
         """Point outbound traffic at member ``tx`` and accept inbound from members ``rx``."""
         self.spreading = False

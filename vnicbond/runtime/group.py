@@ -18,7 +18,6 @@ import asyncio
 import errno
 import logging
 import os
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -27,7 +26,6 @@ from vnicbond.config import GroupConfig
 from vnicbond.core.detector import HealthChanged, ProbeAnswered
 from vnicbond.core.engine import Effect, GroupEngine
 from vnicbond.core.events import Event, EventLog
-from vnicbond.core.fdb import MacTable
 from vnicbond.core.model import (
     SendAnnouncement,
     SendMacAnnouncement,
@@ -40,6 +38,7 @@ from vnicbond.core.model import (
 )
 from vnicbond.core.reload import group_changes
 from vnicbond.datapath import Datapath
+from vnicbond.runtime.guests import TapGuests
 from vnicbond.runtime.member import Member
 from vnicbond.system import netlink
 from vnicbond.system.isolation import Isolation, IsolationError
@@ -64,10 +63,8 @@ class GroupRuntime:
         self.engine = GroupEngine(cfg)
         self.events = events
         self.members = {m.name: Member(m.name, cfg.name) for m in cfg.members}
-        #: The MACs of the guests behind the TAP, learned by the datapath.
-        self.guests = MacTable(cfg.mac_learning.limit, cfg.mac_learning.aging_ms / 1000)
-        self._tap_index = 0
-        self._reading_tap_list = False
+        #: The guests behind the TAP (a bridge's VMs, macvlans) and their MACs.
+        self.guests = TapGuests(cfg, self.engine, self.apply, spawn)
         self.isolation = Isolation(cfg.name, [m.name for m in cfg.members], state_file)
         self.tap: Tap | None = None
         self.datapath: Datapath | None = None
@@ -102,7 +99,7 @@ class GroupRuntime:
                         "--user NAME)")
             raise RuntimeError(f"group {self.cfg.name}: cannot create TAP device: "
                                f"{e.strerror or e}{hint}") from None
-        self._tap_index = socket.if_nametoindex(self.tap.name)
+        self.guests.attach(self.tap.name)
         return self.tap
 
     def configure_system(self) -> None:
@@ -122,8 +119,10 @@ class GroupRuntime:
         """Open the members, start forwarding, make the first election, arm the timer."""
         assert self.tap is not None
         self._loop = loop
-        self.datapath = Datapath(loop, self.tap.fd, self.cfg.mac, self.cfg.mtu, self.guests)
-        self.datapath.on_guests = self._on_guests
+        self.datapath = Datapath(loop, self.tap.fd, self.cfg.mac, self.cfg.mtu,
+                                 self.guests.table)
+        self.datapath.on_guests = self.guests.changed
+        self.guests.on_promiscuous = self.datapath.set_promiscuous
         for m in self.cfg.members:
             self._open(self.members[m.name])
         self.datapath.start()
@@ -146,8 +145,7 @@ class GroupRuntime:
         assert self._loop is not None and self.datapath is not None
         member.open(self._loop, self.datapath, self.cfg.mac, self.cfg.mtu, self._on_probe_frames)
         self._configure(member)
-        guests = self.engine.guests
-        member.accept(tuple(guests.filter), (), guests.promiscuous)
+        self.guests.accept_on(member)
 
     def _configure(self, member: Member) -> None:
         """The member's test address and probing as the configuration and engine have them."""
@@ -219,41 +217,7 @@ class GroupRuntime:
         self._timer = self._deadline = None
         now = time.monotonic()
         self.guests.expire(now)
-        if self.guests.pending:
-            self._on_guests()
         self.apply(self.engine.tick(now))
-
-    def _on_guests(self) -> None:
-        """Guest MACs came or went (learned, aged out, evicted, registered): tell the engine.
-        Called from inside a datapath batch too: what it returns sends nothing."""
-        added, removed = self.guests.changes()
-        if added or removed:
-            self.apply(self.engine.macs_changed(added, removed, time.monotonic()))
-
-    def _on_tap_link(self, info: LinkInfo, deleted: bool) -> None:
-        """A link event about the TAP or a device stacked on it (a macvlan): follow the
-        TAP's promiscuity, and read its unicast list again."""
-        if info.index == self._tap_index and not deleted and self.datapath is not None:
-            promiscuous = info.promiscuity > 0
-            if promiscuous != self.datapath.promiscuous:
-                log.info("%s: the TAP is %s", self.name,
-                         "promiscuous" if promiscuous else "no longer promiscuous")
-                self.datapath.promiscuous = promiscuous
-                self.apply(self.engine.tap_promiscuous(promiscuous, time.monotonic()))
-        if not self._reading_tap_list:
-            self._reading_tap_list = True
-            self._spawn(self._read_tap_list())
-
-    async def _read_tap_list(self) -> None:
-        """The MACs upper devices registered on the TAP (a macvlan's) are guests too."""
-        try:
-            macs = await asyncio.get_running_loop().run_in_executor(
-                None, netlink.unicast_addresses, self.name)
-        finally:
-            self._reading_tap_list = False
-        self.guests.register(macs - {self.cfg.mac})
-        if self.guests.pending:
-            self._on_guests()
 
     def _on_probe_frames(self, member: str, frames: list[bytes]) -> None:
         self.apply(self.engine.probe_frames(member, frames, time.monotonic()))
@@ -272,8 +236,7 @@ class GroupRuntime:
         or renamed, the member fails like a pulled cable; a NIC that then takes the member's
         name (created, renamed or moved in) is isolated and taken back through the normal
         repair path. Events about the TAP and what is stacked on it go to guests' rules."""
-        if self._tap_index and self._tap_index in (info.index, info.link):
-            self._on_tap_link(info, deleted)
+        if self.guests.link(info, deleted):
             return
         member = next((m for m in self.members.values()
                        if m.link is not None and m.link.index == info.index), None)
@@ -364,6 +327,7 @@ class GroupRuntime:
             member.link = await loop.run_in_executor(None, netlink.get_link, name)
             assert self._loop is not None and self.datapath is not None
             member.open(self._loop, self.datapath, cfg.mac, cfg.mtu, self._on_probe_frames)
+            self.guests.accept_on(member)
         await loop.run_in_executor(None, netlink.change_addresses, cfg.name,
                                    changes.addresses_added, changes.addresses_removed)
         self.cfg = cfg
@@ -372,9 +336,7 @@ class GroupRuntime:
         links = {name: m.up for name, m in self.members.items()}
         macs = {name: m.mac for name, m in self.members.items()}
         effects = self.engine.reconfigure(cfg, links, macs, time.monotonic())
-        self.guests.resize(cfg.mac_learning.limit, cfg.mac_learning.aging_ms / 1000)
-        if self.guests.pending:
-            self._on_guests()
+        self.guests.reconfigure(cfg)
         for member in self.members.values():
             self._configure(member)
         self._warm_announcements()

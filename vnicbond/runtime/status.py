@@ -62,15 +62,15 @@ def group_status(rt: GroupRuntime, now: float) -> dict[str, Any]:
             for m in rt.cfg.members for t in engine.detector.targets(m.name)],
         "answers_rate_limited": engine.answers_rate_limited(),
         "macs": guest_macs(rt, now),
-        "macs_learned": len(rt.guests),
-        "mac_evictions": rt.guests.evictions,
+        "macs_learned": len(rt.guests.table),
+        "mac_evictions": rt.guests.table.evictions,
     }
 
 
 def guest_macs(rt: GroupRuntime, now: float) -> list[dict[str, Any]]:
     """The guests' MACs behind the TAP: the member carrying each, how long since it was last
     heard from, and whether it was learned or registered on the TAP by an upper device."""
-    table, hosts = rt.guests, rt.engine.guests.hosts
+    table, hosts = rt.guests.table, rt.engine.guests.hosts
     spread = rt.cfg.mode == "load-spread"
     macs = []
     for mac in [*table.learned, *sorted(table.registered - table.learned.keys())]:
