@@ -39,7 +39,7 @@ RX_FILTERED = ["inactive", "foreign", "looped", "daemon"]
 RX_ERRORS = ["runt", "oversize", "tap_write", "error", "kernel"]
 TX_REASONS = ["tx_oversize", "tx_invalid", "tx_congested", "tx_error"]
 DROP_KEYS = RX_FILTERED + RX_ERRORS + TX_REASONS
-TAP_DROP_KEYS = ["runt", "no_member", "read_error"]
+TAP_DROP_KEYS = ["runt", "no_member", "bad_source", "read_error"]
 ADDRESS_KEYS = ["address", "member"]
 TARGET_KEYS = ["member", "target", "rtt_ms", "lost", "sent"]
 #: Member fields whose values a scenario determines (the rest are counters, and ``flows``,

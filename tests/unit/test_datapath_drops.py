@@ -680,6 +680,18 @@ def test_frames_with_no_member_are_counted(rig: Rig, mode: str) -> None:
     assert all(rig.on_wire(m) == [] for m in MACS)
 
 
+def test_frames_from_an_invalid_source_are_counted_and_not_learned(rig: Rig, mode: str) -> None:
+    """A frame from a multicast or all-zero source MAC (a raw socket on the TAP can write one;
+    a bridge drops it) is dropped as "bad_source" and never learned as a guest."""
+    rig.set_mode(mode)
+    frames = [frame(PEER_MAC, BROADCAST), frame(PEER_MAC, bytes(6)),
+              frame(BROADCAST, bytes.fromhex("0180c2000000"))]
+    rig.from_host(frames)
+    assert rig.counted() == {("tap", "bad_source"): len(frames)}
+    assert all(rig.on_wire(m) == [] for m in MACS)
+    assert len(rig.dp.guests) == 0
+
+
 class UnreadableTap:
     """A TAP whose reads fail (the device went away under us)."""
 
@@ -701,7 +713,7 @@ def test_tap_read_errors_are_counted(rig: Rig, mode: str, member: bool) -> None:
 
 def test_tap_reason_list_is_covered() -> None:
     """The TAP-side tests here exercise every reason a frame from the host can be dropped."""
-    assert set(TAP_REASONS) == {"runt", "no_member", "read_error"}
+    assert set(TAP_REASONS) == {"runt", "no_member", "bad_source", "read_error"}
 
 
 TX_SCRIPT: list[tuple[int | None, str | None]] = [

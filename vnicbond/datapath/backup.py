@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from vnicbond.datapath.offsets import BATCH, DST, MIN_FRAME, SRC, TYPE
+from vnicbond.datapath.offsets import BATCH, DST, MIN_FRAME, NO_MAC, SRC, TYPE
 from vnicbond.datapath.port import Port, wire_packets
 from vnicbond.datapath.txring import flush
 from vnicbond.system.ring import (
@@ -83,7 +83,11 @@ class BackupLoops:
                     tap_drops["runt"] += 1
                     continue
                 if view[SRC:SRC + 6] != mac:  # a guest's frame (a bridge, a macvlan): learn it
-                    self._heard(view[SRC:SRC + 6].tobytes())
+                    src = view[SRC:SRC + 6].tobytes()
+                    if src[0] & 1 or src == NO_MAC:
+                        tap_drops["bad_source"] += 1  # as a bridge drops it
+                        continue
+                    self._heard(src)
                 if n > tx_max and not view[1] and (
                         n > tx_max + 4 or view[TYPE] != 0x81 or view[TYPE + 1]):
                     drops["tx_oversize"] += 1  # above the member's MTU (4 more for a VLAN tag)

@@ -24,6 +24,9 @@ IP6_SRC = L3 + 8
 IP6_DST = L3 + 24
 ICMP6 = L3 + 40
 
+#: The all-zero MAC: never a frame's source.
+NO_MAC = bytes(6)
+
 #: Frames drained per readiness callback before yielding to the event loop.
 BATCH = 64
 #: Room for a 64 KiB GSO super-frame, its Ethernet header and the virtio-net header.

@@ -30,7 +30,7 @@ RX_REASONS = RX_FILTERED + RX_ERRORS
 #: Why a frame from the TAP was not sent out of the member chosen for it (``tx_dropped``).
 TX_REASONS = ("tx_oversize", "tx_invalid", "tx_congested", "tx_error")
 #: Why a frame read from the TAP had no member to go to.
-TAP_REASONS = ("runt", "no_member", "read_error")
+TAP_REASONS = ("runt", "no_member", "bad_source", "read_error")
 
 
 def tx_reason(err: int | None) -> str:

@@ -26,6 +26,7 @@ from vnicbond.datapath.offsets import (
     IP6_DST,
     L3,
     MIN_FRAME,
+    NO_MAC,
     SRC,
     TYPE,
 )
@@ -68,6 +69,9 @@ class SpreadLoops:
             guest = not buf.startswith(group_mac, SRC)
             if guest:  # a guest's frame keeps its MAC and leaves by the member carrying it
                 src = bytes(buf[SRC:SRC + 6])
+                if src[0] & 1 or src == NO_MAC:
+                    tap_drops["bad_source"] += 1  # as a bridge drops it
+                    continue
                 self._heard(src)  # a new MAC is placed at once
                 port = self.mac_ports.get(src)
             elif ethertype == 0x0806 and n >= ARP_SPA + 4:
