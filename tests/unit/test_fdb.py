@@ -198,6 +198,35 @@ def test_registered_macs_do_not_count_against_the_limit() -> None:
     assert len(t) == 3 * limit
 
 
+def test_a_registered_mac_that_speaks_takes_no_learned_place() -> None:
+    """A macvlan's MAC is registered and sends frames too: it neither uses up one of the
+    ``limit`` places nor is ever counted as evicted, and no learned MAC is pushed out for it."""
+    limit = 16
+    t = MacTable(limit, AGING)
+    t.register({R1})
+    now = 0.0
+    t.heard(R1, now)
+    for i in range(limit):
+        now += 1.0
+        t.heard(mac(300 + i), now)
+        t.heard(R1, now)  # the macvlan keeps talking
+    assert t.evictions == 0
+    assert all(mac(300 + i) in t for i in range(limit))
+    t.expire(now + 1e6)
+    assert R1 in t
+
+
+def test_a_learned_mac_that_gets_registered_frees_its_learned_place() -> None:
+    limit = 16
+    t = MacTable(limit, AGING)
+    for i in range(limit):
+        t.heard(mac(300 + i), float(i))
+    t.register({mac(300)})  # the least recently heard, now on the TAP's list
+    t.heard(mac(999), 100.0)
+    assert t.evictions == 0
+    assert len(t) == limit + 1 and mac(300) in t
+
+
 def test_a_learned_mac_that_gets_registered_is_not_reported_again() -> None:
     t = MacTable(16, AGING)
     t.heard(A, 0.0)
