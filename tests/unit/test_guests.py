@@ -183,6 +183,25 @@ def test_past_the_filter_limit_the_members_accept_everything() -> None:
     assert filters_of(g.changed([mac(5000)], [], ["m0"])) == []
 
 
+def test_back_to_per_mac_entries_only_below_half_the_limit() -> None:
+    macs = [mac(1000 + i) for i in range(FILTER_LIMIT + 1)]
+    g = Guests(spread=True, failback=True)
+    g.changed(macs, [], ["m0"])
+    assert g.promiscuous
+    # Down to half the limit: still everything (no flapping around the limit).
+    for m in macs[FILTER_LIMIT // 2:]:
+        assert filters_of(g.changed([], [m], ["m0"])) == []
+        assert g.promiscuous
+    assert len(g.hosts) == FILTER_LIMIT // 2
+    [f] = filters_of(g.changed([], [macs[0]], ["m0"]))  # below half
+    assert not f.promiscuous and f.remove == ()
+    assert set(f.add) == set(macs[1:FILTER_LIMIT // 2]) == g.filter
+    # And past the limit again, not before.
+    more = [mac(3000 + i) for i in range(FILTER_LIMIT - len(g.hosts) + 1)]
+    assert filters_of(g.changed(more[:-1], [], ["m0"]))[0].promiscuous is False
+    assert filters_of(g.changed(more[-1:], [], ["m0"]))[0].promiscuous is True
+
+
 def test_a_promiscuous_tap_makes_the_members_accept_everything_and_back() -> None:
     g = Guests(spread=True, failback=True)
     g.changed([A, B], [], ["m0"])
