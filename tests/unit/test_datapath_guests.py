@@ -144,6 +144,17 @@ def test_backup_a_promiscuous_tap_gets_unknown_unicast_once(rig: Rig,
     assert rig.counted() == {("b", "inactive"): 1}
 
 
+def test_backup_a_promiscuous_tap_never_gets_frames_for_our_own_macs(
+        rig: Rig, backup: Placement) -> None:
+    """Frames for a member's own MAC are the daemon's (probes, its test address), whichever
+    member's NIC they reach: no bridge behind the TAP gets them."""
+    rig.dp.promiscuous = True
+    rig.from_wire("a", [udp(PEER_MAC, 1, dst_mac=MACS["a"]), udp(PEER_MAC, 2, dst_mac=MACS["b"]),
+                        udp(PEER_MAC, 3, dst_mac=MACS["c"])])
+    assert rig.to_tap() == []
+    assert rig.counted() == {("a", "daemon"): 1, ("a", "foreign"): 2}
+
+
 def test_backup_a_guests_broadcast_flooded_back_is_looped(rig: Rig, backup: Placement) -> None:
     rig.from_host([frame(BROADCAST, GUEST1)])
     assert rig.on_wire("a") == [frame(BROADCAST, GUEST1)]
