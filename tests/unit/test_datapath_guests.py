@@ -289,3 +289,16 @@ def test_spread_the_hosts_own_frames_are_still_spread_by_flow_with_the_members_m
                              f[VNET_HDR_LEN + 14:])
             assert original in frames  # nothing else changed
     assert len(rig.dp.guests) == 0 and spread.calls == 0 and rig.dp.mac_ports == {}
+
+
+@pytest.mark.parametrize("mode", ["active-backup", "load-spread"])
+def test_a_multicast_or_zero_source_teaches_nothing(rig: Rig, mode: str) -> None:
+    """No Ethernet station has a multicast or all-zero address (a Linux bridge drops such
+    frames before learning): such a source is never taken for a guest, placed or announced."""
+    rig.set_mode(mode)
+    placement = Placement(rig, mode == "load-spread", ("a",) if mode == "active-backup"
+                          else ("a", "b"))
+    rig.from_host([udp(BROADCAST, 1), udp(MCAST6, 2), udp(bytes(6), 3)])
+    assert len(rig.dp.guests) == 0 and placement.calls == 0
+    assert placement.guests.hosts == {} and rig.dp.mac_ports == {}
+    assert_accounts(rig, {}, 3, rig.tx_packets())
