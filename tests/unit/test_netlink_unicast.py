@@ -15,12 +15,20 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pyroute2.netlink.rtnl.ndmsg import NTF_SELF, NUD_PERMANENT, ndmsg
+from pyroute2.netlink.rtnl.ndmsg import (
+    NTF_EXT_LEARNED,
+    NTF_SELF,
+    NUD_NOARP,
+    NUD_PERMANENT,
+    NUD_REACHABLE,
+    ndmsg,
+)
 
 from vnicbond.system import netlink
 
 TAP = 7
 OTHER = 9
+BRIDGE = 12
 
 
 def entry(lladdr: str | None, ifindex: int = TAP, flags: int = NTF_SELF,
@@ -31,6 +39,13 @@ def entry(lladdr: str | None, ifindex: int = TAP, flags: int = NTF_SELF,
     msg["flags"] = flags
     msg["state"] = state
     msg["attrs"] = [("NDA_LLADDR", lladdr)] if lladdr is not None else []
+    return msg
+
+
+def bridge_entry(lladdr: str, state: int, flags: int = 0) -> ndmsg:
+    """One entry of the bridge's table on the port (as ``fdb_fill_info`` fills it)."""
+    msg = entry(lladdr, flags=flags, state=state)
+    msg["attrs"] = [*msg["attrs"], ("NDA_MASTER", BRIDGE)]
     return msg
 
 
@@ -81,3 +96,16 @@ def test_no_such_device_has_no_addresses(fake: type[FakeIPRoute]) -> None:
     fake.dump = [entry("02:54:00:00:00:03")]
     assert netlink.unicast_addresses("nothere") == set()
     assert fake.asked == []
+
+
+def test_a_bridges_learned_entries_on_the_tap_are_not_guests(fake: type[FakeIPRoute]) -> None:
+    """The TAP is a bridge port: the bridge learned the hosts on the wire behind it. They are
+    not ours to filter for, and above all not ours to announce on a failover."""
+    fake.dump = [
+        bridge_entry("02:11:11:11:11:11", NUD_REACHABLE),  # a peer, learned
+        bridge_entry("02:11:11:11:11:12", NUD_REACHABLE, NTF_EXT_LEARNED),
+        bridge_entry("02:11:11:11:11:13", NUD_NOARP),  # a static entry
+        bridge_entry("02:00:00:00:ee:01", NUD_PERMANENT),  # the port's own ("local")
+        entry("02:54:00:00:00:03"),  # a macvlan's, on the TAP's own list
+    ]
+    assert netlink.unicast_addresses("ipmp0") == {bytes.fromhex("025400000003")}
