@@ -1,6 +1,8 @@
 """Unit tests for vnicbond.cli: the status table, the parser and the client commands.
 
-The status documents below have the shape :meth:`vnicbond.runtime.daemon.Daemon.status` builds.
+The status documents below have the shape :meth:`vnicbond.runtime.daemon.Daemon.status` builds;
+the guest MACs' entries (``status macs``) are also built here by
+:func:`vnicbond.runtime.status.guest_macs` from a MAC table and placement.
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
 from vnicbond import __version__
 from vnicbond.cli import EXIT_FAILURE, EXIT_OK, build_parser, main
-from vnicbond.views import format_status
+from vnicbond.core.fdb import MacTable
+from vnicbond.runtime.status import guest_macs
+from vnicbond.views import format_macs, format_status
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
@@ -171,6 +176,87 @@ def test_format_status_does_not_modify_its_input() -> None:
     before = copy.deepcopy(status)
     format_status(status)
     assert status == before
+
+
+# -- guest MACs (status macs) -------------------------------------------------------------------
+GUEST1 = bytes.fromhex("025400000001")
+GUEST2 = bytes.fromhex("025400000002")
+MACVLAN = bytes.fromhex("025400000003")
+
+
+def runtime(table: MacTable, mode: str, hosts: dict[bytes, str | None],
+            active: str | None) -> Any:
+    """What guest_macs reads of a group runtime."""
+    return cast(Any, SimpleNamespace(
+        guests=table, cfg=SimpleNamespace(mode=mode),
+        engine=SimpleNamespace(guests=SimpleNamespace(hosts=hosts),
+                               group=SimpleNamespace(active=active))))
+
+
+def guest_table() -> MacTable:
+    table = MacTable(16, 300.0)
+    table.heard(GUEST2, 90.0)
+    table.heard(GUEST1, 95.5)
+    table.register({MACVLAN})
+    return table
+
+
+def test_guest_macs_in_load_spreading_name_each_macs_member_and_age() -> None:
+    rt = runtime(guest_table(), "load-spread",
+                 {GUEST2: "enp1s0", GUEST1: "enp2s0", MACVLAN: "enp1s0"}, "enp1s0")
+    assert guest_macs(rt, 100.0) == [
+        {"mac": "02:54:00:00:00:02", "member": "enp1s0", "age_s": 10.0, "source": "learned"},
+        {"mac": "02:54:00:00:00:01", "member": "enp2s0", "age_s": 4.5, "source": "learned"},
+        {"mac": "02:54:00:00:00:03", "member": "enp1s0", "age_s": 0.0, "source": "registered"}]
+
+
+def test_guest_macs_in_active_backup_live_on_the_active_member() -> None:
+    table = guest_table()
+    rt = runtime(table, "active-backup", dict.fromkeys([GUEST2, GUEST1, MACVLAN]), "enp2s0")
+    assert [(m["mac"], m["member"]) for m in guest_macs(rt, 100.0)] == [
+        ("02:54:00:00:00:02", "enp2s0"), ("02:54:00:00:00:01", "enp2s0"),
+        ("02:54:00:00:00:03", "enp2s0")]
+    rt = runtime(table, "active-backup", {}, None)  # the group failed
+    assert [m["member"] for m in guest_macs(rt, 100.0)] == [None, None, None]
+
+
+def macs_status() -> dict[str, Any]:
+    status = typical()
+    status["groups"][0]["macs"] = guest_macs(runtime(
+        guest_table(), "load-spread", {GUEST2: "enp2s0", GUEST1: None, MACVLAN: "enp2s0"},
+        "enp2s0"), 100.0)
+    status["groups"].append(group("ipmp1", [member("enp3s0", "active", "up")], [], "enp3s0"))
+    status["groups"][1]["macs"] = [{"mac": "02:54:00:00:01:01", "member": "enp3s0",
+                                    "age_s": 123.456, "source": "learned"}]
+    return status
+
+
+def test_format_macs_lists_every_guest_mac_aligned() -> None:
+    names, rows = parse_table(format_macs(macs_status()).splitlines())
+    assert names == ["MAC", "GROUP", "MEMBER", "AGE", "SOURCE"]
+    assert rows == [
+        ["02:54:00:00:00:02", "ipmp0", "enp2s0", "10.0s", "learned"],
+        ["02:54:00:00:00:01", "ipmp0", "-", "4.5s", "learned"],  # no member carries it
+        ["02:54:00:00:00:03", "ipmp0", "enp2s0", "0.0s", "registered"],
+        ["02:54:00:00:01:01", "ipmp1", "enp3s0", "123.5s", "learned"]]
+
+
+def test_format_macs_without_guests_is_the_header_alone() -> None:
+    assert format_macs(typical()) == "MAC  GROUP  MEMBER  AGE  SOURCE"  # no "macs": none
+
+
+def test_status_macs_prints_the_macs_view(sock_dir: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    status = macs_status()
+    srv = OneShotServer(str(sock_dir / "s.sock"), {"ok": True, "result": status})
+    try:
+        assert main(["status", "macs", "--socket", srv.path]) == EXIT_OK
+    finally:
+        srv.close()
+    assert srv.request == {"cmd": "status"}
+    out = capsys.readouterr().out
+    assert out == format_macs(status) + "\n"
+    assert len(out.splitlines()) == 5
 
 
 # -- parser ------------------------------------------------------------------------------------

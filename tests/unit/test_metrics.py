@@ -1,4 +1,5 @@
-"""The Prometheus collector, RTT histogram, listen parsing and HTTP server (no root)."""
+"""The Prometheus collector, RTT histogram, listen parsing and HTTP server (no root), and the
+guest MACs' metrics (``vnicbond_macs``, ``vnicbond_mac_evictions_total``)."""
 
 from __future__ import annotations
 
@@ -207,6 +208,23 @@ def test_group_metrics(collector: StatusCollector, source: Source) -> None:
     _, samples = scrape(collector.registry)
     assert samples[("vnicbond_group_failovers_total", lbl(group="bond0"))] == 4.0
     assert samples[("vnicbond_group_address_moves_total", lbl(group="bond0"))] == 9.0
+
+
+def test_guest_mac_metrics(collector: StatusCollector, source: Source) -> None:
+    """The guest MACs behind each group's TAP (learned and registered), and the learned ones
+    pushed out past the limit; a status without them (no guests yet) reads as zero."""
+    source.status["groups"][0].update(macs_learned=5, mac_evictions=12)
+    types, samples = scrape(collector.registry)
+    assert types["vnicbond_macs"] == "gauge"
+    assert types["vnicbond_mac_evictions"] == "counter"
+    assert with_name(samples, "vnicbond_macs") == {lbl(group="bond0"): 5.0,
+                                                   lbl(group="bond1"): 0.0}
+    assert with_name(samples, "vnicbond_mac_evictions_total") == {lbl(group="bond0"): 12.0,
+                                                                  lbl(group="bond1"): 0.0}
+    source.status["groups"][0].update(macs_learned=3, mac_evictions=14)
+    _, samples = scrape(collector.registry)
+    assert samples[("vnicbond_macs", lbl(group="bond0"))] == 3.0
+    assert samples[("vnicbond_mac_evictions_total", lbl(group="bond0"))] == 14.0
 
 
 def test_probe_counters(collector: StatusCollector) -> None:

@@ -1,4 +1,5 @@
-"""Unit tests for vnicbond.wire: the virtio-net header and the announcement frames.
+"""Unit tests for vnicbond.wire: the virtio-net header and the announcement frames (gratuitous
+ARP, unsolicited NA, and the RARP that moves a guest's MAC to another switch port).
 
 Frames are decoded here with ``struct`` from the RFC 826 / RFC 4861 / RFC 8200 layouts, never
 with scapy, so a mistake in how the frames are built cannot hide in how they are read back.
@@ -12,7 +13,12 @@ from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 
-from vnicbond.wire.announce import announcement, gratuitous_arp, unsolicited_na
+from vnicbond.wire.announce import (
+    announcement,
+    gratuitous_arp,
+    mac_announcement,
+    unsolicited_na,
+)
 from vnicbond.wire.vnet import (
     F_NEEDS_CSUM,
     GSO_TCPV4,
@@ -240,3 +246,26 @@ def test_unsolicited_na_follows_mac_and_address() -> None:
     icmp = f["icmp"]
     assert isinstance(icmp, bytes)
     assert f["csum"] == icmpv6_checksum(packed, IPv6Address("ff02::1").packed, icmp)
+
+
+# -- RARP for a guest's MAC --------------------------------------------------------------------
+def test_mac_announcement_every_field() -> None:
+    """RFC 903's reverse request, as QEMU and Open vSwitch send it to move a MAC: broadcast,
+    the guest's MAC as source and in both hardware address fields, no protocol address."""
+    frame = mac_announcement(MAC)
+    f = decode_arp(frame)
+    assert f["dst"] == b"\xff" * 6
+    assert f["src"] == MAC
+    assert f["ethertype"] == 0x8035  # RARP
+    assert (f["htype"], f["ptype"], f["hlen"], f["plen"]) == (1, 0x0800, 6, 4)
+    assert f["op"] == 3  # reverse request
+    assert f["sha"] == MAC and f["tha"] == MAC
+    assert f["spa"] == f["tpa"] == bytes(4)  # claims no IP address
+    assert frame[42:] == b"\x00" * (len(frame) - 42)
+
+
+def test_mac_announcement_follows_the_mac() -> None:
+    a, b = mac_announcement(MAC), mac_announcement(OTHER_MAC)
+    assert a != b
+    assert decode_arp(b)["src"] == OTHER_MAC and decode_arp(b)["sha"] == OTHER_MAC
+    assert mac_announcement(MAC) == a

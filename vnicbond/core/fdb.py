@@ -63,6 +63,8 @@ class MacTable:
             learned[mac] = now
             learned.move_to_end(mac)
             return False
+        if mac in self.registered:  # no place among the learned: it neither ages nor counts
+            return False
         if len(learned) >= self.limit:
             old, _ = learned.popitem(last=False)
             self.evictions += 1
@@ -91,9 +93,10 @@ class MacTable:
         return next(iter(self.learned.values())) + self.aging
 
     def register(self, macs: set[bytes]) -> None:
-        """The TAP's unicast list is now ``macs``."""
+        """The TAP's unicast list is now ``macs``. A learned MAC that gets registered gives
+        up its place among the learned."""
         for mac in macs - self.registered:
-            if mac not in self.learned:
+            if self.learned.pop(mac, None) is None:
                 self._new.append(mac)
         for mac in self.registered - macs:
             if mac not in self.learned:
@@ -122,6 +125,6 @@ class MacTable:
         return added, removed
 
     def age(self, mac: bytes, now: float) -> float | None:
-        """Seconds since ``mac`` was last heard from (None: registered, never heard)."""
+        """Seconds since ``mac`` was last heard from (None: registered, which does not age)."""
         last = self.learned.get(mac)
         return None if last is None else now - last

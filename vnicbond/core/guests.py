@@ -106,7 +106,7 @@ class Guests:
         """The members' filter for the MACs now, if it changed."""
         count = len(self.hosts)
         promiscuous = self.tap_promiscuous or count > FILTER_LIMIT or (
-            self.promiscuous and count > FILTER_LIMIT // 2)
+            self.promiscuous and count >= FILTER_LIMIT // 2)
         want = set() if promiscuous else set(self.hosts)
         if promiscuous == self.promiscuous and want == self.filter:
             return []

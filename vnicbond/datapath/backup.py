@@ -160,13 +160,14 @@ class BackupLoops:
                     ok = True
                 else:
                     # For a guest behind the TAP (delivered as it is), or, the TAP being a
-                    # bridge port, for any host but ourselves; else unicast for another host
-                    # (flooded by the switch) or for the member's own MAC (its test address's
-                    # traffic, which the probe sockets read).
+                    # bridge port, for any host but ourselves (another member's MAC is its
+                    # probes'); else unicast for another host (flooded by the switch) or for
+                    # the member's own MAC (its test address's traffic, which the probe
+                    # sockets read).
                     dst = frame[DST:DST + 6].tobytes()
                     if dst == port.mac:
                         drops["daemon"] += 1
-                    elif dst in guests or self.promiscuous:
+                    elif dst in guests or (self.promiscuous and dst not in self.own_macs):
                         ok = True
                     else:
                         drops["foreign"] += 1

@@ -20,6 +20,7 @@ from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST
 from pyroute2.netlink.rtnl import RTM_GETLINK
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
+from pyroute2.netlink.rtnl.ndmsg import NTF_SELF
 
 RTMGRP_LINK = 0x1
 IFF_UP = 0x1
@@ -72,7 +73,9 @@ def get_link(name: str) -> LinkInfo | None:
 
 def unicast_addresses(name: str) -> set[bytes]:
     """The unicast MACs upper devices put on ``name``'s address list (a macvlan's, once it is
-    up): ``bridge fdb show dev NAME``'s ``self permanent`` entries, multicast left out."""
+    up): ``bridge fdb show dev NAME``'s ``self permanent`` entries, multicast left out. When
+    ``name`` is a bridge port the dump also holds the bridge's entries on it (without
+    ``NTF_SELF``: the hosts the bridge learned behind the port), which are not ours."""
     with IPRoute() as ipr:
         idx = ipr.link_lookup(ifname=name)
         if not idx:
@@ -80,7 +83,7 @@ def unicast_addresses(name: str) -> set[bytes]:
         macs = set()
         for msg in ipr.fdb("dump", ifindex=idx[0]):
             text = msg.get_attr("NDA_LLADDR")
-            if msg["ifindex"] != idx[0] or not text:
+            if msg["ifindex"] != idx[0] or not msg["flags"] & NTF_SELF or not text:
                 continue
             mac = bytes.fromhex(text.replace(":", ""))
             if len(mac) == 6 and not mac[0] & 1:
