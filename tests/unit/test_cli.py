@@ -188,7 +188,7 @@ def runtime(table: MacTable, mode: str, hosts: dict[bytes, str | None],
             active: str | None) -> Any:
     """What guest_macs reads of a group runtime."""
     return cast(Any, SimpleNamespace(
-        guests=table, cfg=SimpleNamespace(mode=mode),
+        guests=SimpleNamespace(table=table), cfg=SimpleNamespace(mode=mode),
         engine=SimpleNamespace(guests=SimpleNamespace(hosts=hosts),
                                group=SimpleNamespace(active=active))))
 

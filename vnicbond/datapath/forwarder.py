@@ -50,7 +50,6 @@ from vnicbond.system.ring import (
 from vnicbond.wire.vnet import VNET_HDR_LEN, ZERO_VNET_HDR, insert_vlan_tag
 
 _MSG_TRUNC = socket.MSG_TRUNC  # recv returns the frame's real length, so a cut is seen
-_NO_MAC = bytes(6)
 
 
 class Rings(Protocol):
@@ -312,10 +311,8 @@ class Datapath(BackupLoops, SpreadLoops):
 
     def _heard(self, mac: bytes) -> None:
         """A frame from the TAP came from guest MAC ``mac``: learn it (the table may tell the
-        group runtime, which places it at once). A multicast or all-zero source is no
-        station's (a bridge drops such frames before learning): never a guest."""
-        if mac[0] & 1 or mac == _NO_MAC:
-            return
+        group runtime, which places it at once). The loops drop a multicast or all-zero
+        source before (``bad_source``): never a guest."""
         guests = self.guests
         guests.heard(mac, time.monotonic())
         if guests.pending and self.on_guests is not None:
