@@ -10,8 +10,8 @@ Rules (as the Linux bridge and Open vSwitch's MAC learning):
 * A learned MAC stays while it is heard from at least once every ``aging`` seconds.
 * The table holds at most ``limit`` learned MACs. A new one past the limit pushes out the one
   heard from least recently, and the eviction is counted: a guest flooding random source MACs
-  can neither grow the table nor push out a MAC in use, unless it sends more new MACs than the
-  limit in less time than that MAC's guest takes to speak again.
+  can neither grow the table nor push out a MAC in use, unless it sends at least ``limit`` new
+  MACs in less time than that MAC's guest takes to speak again.
 * Registered MACs (a macvlan's, put on the TAP's unicast list before it sends anything) do not
   age and do not count against the limit; they follow the TAP's list.
 * Every change is reported once, to be drained with :meth:`changes`: MACs that arrived and
