@@ -152,7 +152,9 @@ class LinkWatcher:
                 continue
             for msg in self._marshal.parse(data):
                 event = msg.get("event")
-                if event not in ("RTM_NEWLINK", "RTM_DELLINK"):
+                # A bridge also reports its ports (family AF_BRIDGE: the port's state, with
+                # no promiscuity, and a DELLINK when it leaves the bridge): not the link's.
+                if event not in ("RTM_NEWLINK", "RTM_DELLINK") or msg["family"] == socket.AF_BRIDGE:
                     continue
                 self.callback(_link_info(msg), event == "RTM_DELLINK")
 
