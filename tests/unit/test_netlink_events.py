@@ -1,12 +1,15 @@
-"""The link watcher's reading of RTM_NEWLINK/RTM_DELLINK messages (built with pyroute2)."""
+"""What the daemon reads from netlink: the link watcher's RTM_NEWLINK/RTM_DELLINK messages
+(built with pyroute2), and the MACs on the TAP's unicast address list."""
 
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_NEWLINK
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
+from vnicbond.system import netlink
 from vnicbond.system.netlink import LinkInfo, LinkWatcher
 
 
@@ -56,3 +59,39 @@ def test_a_bridge_s_reports_about_its_port_are_not_the_link_s():
     # AF_BRIDGE when the port leaves: neither says the device changed or went.
     for kind in (RTM_NEWLINK, RTM_DELLINK):
         assert delivered(link_message(kind, socket.AF_BRIDGE, 5, "ipmp0", None)) == []
+
+
+class FdbEntry(dict):
+    """An fdb dump message as pyroute2 gives it: fields, and the NDA_LLADDR attribute."""
+
+    def get_attr(self, name: str) -> Any:
+        return self["lladdr"] if name == "NDA_LLADDR" else None
+
+
+class FakeIPRoute:
+    """``bridge fdb show dev ipmp0`` with ipmp0 (index 5) a port of br-vm (index 4)."""
+
+    def __enter__(self) -> FakeIPRoute:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def link_lookup(self, ifname: str) -> list[int]:
+        return [5] if ifname == "ipmp0" else []
+
+    def fdb(self, cmd: str, ifindex: int) -> list[FdbEntry]:
+        self_, master = 0x02, 0x00
+        return [
+            FdbEntry(ifindex=5, flags=master, lladdr="02:95:3a:bf:5d:54"),  # a remote host
+            FdbEntry(ifindex=5, flags=master, lladdr="96:07:a5:cb:0f:73"),  # its own MAC
+            FdbEntry(ifindex=5, flags=self_, lladdr="02:6d:76:00:00:01"),  # a macvlan's
+            FdbEntry(ifindex=5, flags=self_, lladdr="33:33:00:00:00:01"),  # multicast
+            FdbEntry(ifindex=6, flags=self_, lladdr="02:6d:76:00:00:02"),  # another device
+        ]
+
+
+def test_the_unicast_list_is_the_device_s_own_not_its_bridge_s_entries(monkeypatch):
+    monkeypatch.setattr(netlink, "IPRoute", FakeIPRoute)
+    assert netlink.unicast_addresses("ipmp0") == {bytes.fromhex("026d76000001")}
+    assert netlink.unicast_addresses("nothere") == set()

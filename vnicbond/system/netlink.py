@@ -25,6 +25,7 @@ RTMGRP_LINK = 0x1
 IFF_UP = 0x1
 IFF_LOWER_UP = 0x10000
 IFA_F_NODAD = 0x02
+NTF_SELF = 0x02  # an fdb entry of the device's own address list
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +73,9 @@ def get_link(name: str) -> LinkInfo | None:
 
 def unicast_addresses(name: str) -> set[bytes]:
     """The unicast MACs upper devices put on ``name``'s address list (a macvlan's, once it is
-    up): ``bridge fdb show dev NAME``'s ``self permanent`` entries, multicast left out."""
+    up): ``bridge fdb show dev NAME``'s ``self permanent`` entries, multicast left out. When
+    ``name`` is a bridge port the dump also holds the bridge's entries for it (``master``:
+    the hosts it learned behind the port, the port's own MAC), which are not on its list."""
     with IPRoute() as ipr:
         idx = ipr.link_lookup(ifname=name)
         if not idx:
@@ -80,7 +83,7 @@ def unicast_addresses(name: str) -> set[bytes]:
         macs = set()
         for msg in ipr.fdb("dump", ifindex=idx[0]):
             text = msg.get_attr("NDA_LLADDR")
-            if msg["ifindex"] != idx[0] or not text:
+            if msg["ifindex"] != idx[0] or not msg["flags"] & NTF_SELF or not text:
                 continue
             mac = bytes.fromhex(text.replace(":", ""))
             if len(mac) == 6 and not mac[0] & 1:
