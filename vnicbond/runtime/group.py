@@ -52,6 +52,10 @@ log = logging.getLogger("vnicbond")
 
 Spawn = Callable[[Awaitable[Any]], None]
 
+#: Seconds between two readings of the TAP's unicast address list: an upper device brought up
+#: in another namespace (a container's macvlan) adds its MAC with no event in the daemon's.
+TAP_LIST_PERIOD = 2.0
+
 
 class GroupRuntime:
     """One group's live objects and the glue between them and its engine."""
@@ -68,6 +72,7 @@ class GroupRuntime:
         self.guests = MacTable(cfg.mac_learning.limit, cfg.mac_learning.aging_ms / 1000)
         self._tap_index = 0
         self._reading_tap_list = False
+        self._tap_list_timer: asyncio.TimerHandle | None = None
         self.isolation = Isolation(cfg.name, [m.name for m in cfg.members], state_file)
         self.tap: Tap | None = None
         self.datapath: Datapath | None = None
@@ -131,12 +136,16 @@ class GroupRuntime:
         links = {name: m.up for name, m in self.members.items()}
         macs = {name: m.mac for name, m in self.members.items()}
         self.apply(self.engine.start(links, macs, time.monotonic()))
+        self._poll_tap_list()
 
     def stop(self) -> None:
-        """Stop the timer, close every member, stop forwarding. Never raises."""
+        """Stop the timers, close every member, stop forwarding. Never raises."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._tap_list_timer is not None:
+            self._tap_list_timer.cancel()
+            self._tap_list_timer = None
         for member in self.members.values():
             member.close()
         if self.datapath is not None:
@@ -240,6 +249,15 @@ class GroupRuntime:
                          "promiscuous" if promiscuous else "no longer promiscuous")
                 self.datapath.promiscuous = promiscuous
                 self.apply(self.engine.tap_promiscuous(promiscuous, time.monotonic()))
+        self._reread_tap_list()
+
+    def _poll_tap_list(self) -> None:
+        """Read the TAP's unicast address list now and every :data:`TAP_LIST_PERIOD`."""
+        assert self._loop is not None
+        self._tap_list_timer = self._loop.call_later(TAP_LIST_PERIOD, self._poll_tap_list)
+        self._reread_tap_list()
+
+    def _reread_tap_list(self) -> None:
         if not self._reading_tap_list:
             self._reading_tap_list = True
             self._spawn(self._read_tap_list())
