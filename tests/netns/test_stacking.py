@@ -170,6 +170,21 @@ def test_macvlans_on_the_bond_pass_the_bond_macvlan_matrix(lab, make_bond, mode)
     assert {mv1.mac, mv2.mac} <= set(guest_macs(bond))
 
 
+def test_an_idle_container_stays_reachable(lab, make_bond):
+    """A container's macvlan, brought up in its own namespace (no link event reaches the
+    daemon), is registered from the TAP's address list, and so it is not forgotten however
+    long the container stays silent."""
+    bond = make_bond(lab, mac_learning={"aging": "1s"})
+    mv = Stack(lab).add_macvlan(quiet=True)  # IPv6 off: it says nothing unasked
+    lab.ns(mv.ns, "ip", "addr", "add", f"{mv.v4}/24", "dev", mv.ifname)
+    lab.wait_for(lambda: guest_macs(bond).get(mv.mac, {}).get("source") == "registered",
+                 timeout=5, what="the macvlan's MAC to be registered")
+    reach(lab, [(lab.peer, mv.v4)])  # the peer knows its MAC now
+    time.sleep(1.5)  # silent past mac_learning.aging: nothing to wait for, time to pass
+    assert lab.ping_ok(lab.peer, mv.v4)  # to its MAC at once, no ARP first
+    assert guest_macs(bond)[mv.mac]["source"] == "registered"
+
+
 # -- load spreading -------------------------------------------------------------------------
 def test_two_vms_spread_over_two_members_add_up(lab, make_bond):
     bond, stack = bridged(lab, make_bond, SPREAD, host=False)
