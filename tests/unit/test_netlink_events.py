@@ -68,30 +68,17 @@ class FdbEntry(dict):
         return self["lladdr"] if name == "NDA_LLADDR" else None
 
 
-class FakeIPRoute:
-    """``bridge fdb show dev ipmp0`` with ipmp0 (index 5) a port of br-vm (index 4)."""
-
-    def __enter__(self) -> FakeIPRoute:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def link_lookup(self, ifname: str) -> list[int]:
-        return [5] if ifname == "ipmp0" else []
-
-    def fdb(self, cmd: str, ifindex: int) -> list[FdbEntry]:
-        self_, master = 0x02, 0x00
-        return [
-            FdbEntry(ifindex=5, flags=master, lladdr="02:95:3a:bf:5d:54"),  # a remote host
-            FdbEntry(ifindex=5, flags=master, lladdr="96:07:a5:cb:0f:73"),  # its own MAC
-            FdbEntry(ifindex=5, flags=self_, lladdr="02:6d:76:00:00:01"),  # a macvlan's
-            FdbEntry(ifindex=5, flags=self_, lladdr="33:33:00:00:00:01"),  # multicast
-            FdbEntry(ifindex=6, flags=self_, lladdr="02:6d:76:00:00:02"),  # another device
-        ]
+def test_the_unicast_list_is_the_device_s_own_not_its_bridge_s_entries():
+    self_, master = 0x02, 0x00
+    entries = [  # `bridge fdb show dev ipmp0` (index 5), a port of br-vm
+        FdbEntry(ifindex=5, flags=master, lladdr="02:95:3a:bf:5d:54"),  # a remote host
+        FdbEntry(ifindex=5, flags=master, lladdr="96:07:a5:cb:0f:73"),  # its own MAC
+        FdbEntry(ifindex=5, flags=self_, lladdr="02:6d:76:00:00:01"),  # a macvlan's
+        FdbEntry(ifindex=5, flags=self_, lladdr="33:33:00:00:00:01"),  # multicast
+        FdbEntry(ifindex=6, flags=self_, lladdr="02:6d:76:00:00:02"),  # another device
+    ]
+    assert netlink.own_unicast(entries, 5) == {bytes.fromhex("026d76000001")}
 
 
-def test_the_unicast_list_is_the_device_s_own_not_its_bridge_s_entries(monkeypatch):
-    monkeypatch.setattr(netlink, "IPRoute", FakeIPRoute)
-    assert netlink.unicast_addresses("ipmp0") == {bytes.fromhex("026d76000001")}
-    assert netlink.unicast_addresses("nothere") == set()
+def test_no_such_device_has_no_list():
+    assert netlink.unicast_addresses("nothere0") == set()
