@@ -2,7 +2,8 @@
 
 What a hypervisor or container host relies on when its uplink is ``ipmp0``: guests behind a
 bridge over the TAP, or macvlans on it, reach the wire and each other in both modes; a failover
-takes their MACs along (the switch learns them on the new member at once); load spreading
+takes their MACs along (the switch learns them on the new member at once); an idle
+container's macvlan is not forgotten; load spreading
 puts each guest on one member and adds up the members' bandwidth; a guest flooding random
 source MACs neither grows the daemon nor cuts the other guests off; the members' receive
 filters are given back when the daemon goes, even by ``kill -9``; status and metrics show the
