@@ -13,8 +13,9 @@ from vnicbond.system import netlink
 from vnicbond.system.netlink import LinkInfo, LinkWatcher
 
 
-def link_message(kind: int, family: int, index: int, name: str, promiscuity: int | None
-                 ) -> bytes:
+def link_message(kind: int, family: int, index: int, name: str, promiscuity: int | None,
+                 link: tuple[int, int | None] | None = None) -> bytes:
+    """``link``: IFLA_LINK and IFLA_LINK_NETNSID (None: the same namespace)."""
     msg = ifinfmsg()
     msg["header"]["type"] = kind
     msg["family"] = family
@@ -23,6 +24,10 @@ def link_message(kind: int, family: int, index: int, name: str, promiscuity: int
     msg["attrs"] = [("IFLA_IFNAME", name), ("IFLA_MTU", 1500)]
     if promiscuity is not None:
         msg["attrs"].append(("IFLA_PROMISCUITY", promiscuity))
+    if link is not None:
+        msg["attrs"].append(("IFLA_LINK", link[0]))
+        if link[1] is not None:
+            msg["attrs"].append(("IFLA_LINK_NETNSID", link[1]))
     msg.encode()
     return bytes(msg.data)
 
@@ -59,6 +64,13 @@ def test_a_bridge_s_reports_about_its_port_are_not_the_link_s():
     # AF_BRIDGE when the port leaves: neither says the device changed or went.
     for kind in (RTM_NEWLINK, RTM_DELLINK):
         assert delivered(link_message(kind, socket.AF_BRIDGE, 5, "ipmp0", None)) == []
+
+
+def test_a_link_in_another_namespace_is_not_what_a_device_is_stacked_on():
+    # A macvlan on the TAP (index 4) here; a veth member whose peer is index 4 elsewhere.
+    macvlan = delivered(link_message(RTM_NEWLINK, socket.AF_UNSPEC, 9, "mv0", 0, (4, None)))
+    veth = delivered(link_message(RTM_NEWLINK, socket.AF_UNSPEC, 3, "m1", 0, (4, 0)))
+    assert [i.link for i, _ in macvlan + veth] == [4, 0]
 
 
 class FdbEntry(dict):

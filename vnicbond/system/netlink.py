@@ -42,7 +42,9 @@ class LinkInfo:
     #: The kernel's promiscuity counter (a bridge port, a capture, an upper device that
     #: needs extra MACs), which the link's flags do not show.
     promiscuity: int = 0
-    #: The device this one is stacked on (a macvlan's parent), 0 if none.
+    #: The device this one is stacked on in this namespace (a macvlan's parent), 0 if none.
+    #: A veth's IFLA_LINK is its peer's index in another namespace (IFLA_LINK_NETNSID), which
+    #: may equal any index here (a lab's m1 and the TAP): that one is 0 too.
     link: int = 0
 
     @property
@@ -60,7 +62,8 @@ def _link_info(msg: object) -> LinkInfo:
         carrier=bool(flags & IFF_LOWER_UP),
         mtu=msg.get_attr("IFLA_MTU") or 0,  # type: ignore[attr-defined]
         promiscuity=msg.get_attr("IFLA_PROMISCUITY") or 0,  # type: ignore[attr-defined]
-        link=msg.get_attr("IFLA_LINK") or 0,  # type: ignore[attr-defined]
+        link=(msg.get_attr("IFLA_LINK") or 0  # type: ignore[attr-defined]
+              if msg.get_attr("IFLA_LINK_NETNSID") is None else 0),  # type: ignore[attr-defined]
     )
 
 
