@@ -1,7 +1,8 @@
-"""Benchmark the bond on the namespace lab: active-backup against the kernel path, and load-spread.
+"""Benchmark the bond on the namespace lab: active-backup against the kernel path, load-spread,
+and a VM stacked on the bond.
 
-Two sections, chosen with ``--section`` (``active-backup``, the default; ``load-spread``;
-``all`` runs both, one after the other, each recorded as it ends).
+Three sections, chosen with ``--section`` (``active-backup``, the default; ``load-spread``;
+``stacking``; ``all`` runs each, one after the other, each recorded as it ends).
 
 **active-backup** measures, each through the bond and through the kernel path:
 
@@ -37,6 +38,13 @@ for what it receives) and measures TCP throughput with the daemon in ``mode: loa
 It reports the medians, the ratio two/one (ideal 2.0) and each as a multiple of R; the target
 is two members >= 1.8 R. Runs alternate one member, two members, ... each in a fresh lab.
 
+**stacking** measures TCP (one ``iperf3`` stream) between a VM and the peer, both ways: a VM
+namespace on a bridge ``br-vm`` in the host namespace (:mod:`vnicbond.lab.stack`), the bridge
+over member m0 itself (``kernel``: no daemon, the kernel's own path) or over the daemon's TAP
+``ipmp0`` (``bond``: active-backup on m0 and m1, the group's data address a /32 nothing uses).
+It reports the medians and bond / kernel; there is no target. Runs alternate kernel, bond, ...
+each in a fresh lab.
+
 A missed target prints ``MISSED``; the exit status is still 0, since this is a benchmark, not
 a test. Unless ``--no-record`` is given, the tables, the date, the machine and the command line
 replace the section of docs/benchmarks.md between its markers.
@@ -66,18 +74,23 @@ from tools.bench_measure import (
     METRICS,
     SPREAD_METRICS,
     SPREAD_MODES,
+    STACK_METRICS,
+    STACK_MODES,
     run_bond,
     run_kernel,
     run_spread,
+    run_stack,
 )
 from tools.bench_model import Metric, Results
 from tools.bench_report import (
     SPREAD_HEADERS,
+    STACK_HEADERS,
     Table,
     ab_tables,
     drops_text,
     samples_text,
     spread_rows,
+    stack_rows,
 )
 from vnicbond.lab.results import command_line, machine, markdown_table, record, text_table
 
@@ -149,6 +162,21 @@ def _spread_about(args: argparse.Namespace) -> list[str]:
             "(switch)"]
 
 
+def _stack_runs(args: argparse.Namespace) -> list[tuple[str, Setup]]:
+    return [(mode, functools.partial(run_stack, mode)) for mode in STACK_MODES]
+
+
+def _stack_tables(results: Results, args: argparse.Namespace) -> list[Table]:
+    return [Table(None, STACK_HEADERS, stack_rows(results))]
+
+
+def _stack_about(args: argparse.Namespace) -> list[str]:
+    return ["- a VM namespace (veth, MTU 1500) on the bridge `br-vm` in the host namespace; "
+            "kernel: the bridge over m0, no daemon; bond: the bridge over `ipmp0`, "
+            "`vnicbond run` in active-backup with m0 (active) and m1; one iperf3 TCP stream "
+            "between the VM and the peer each way"]
+
+
 SECTIONS: dict[str, Section] = {
     "active-backup": Section(
         "active-backup", METRICS, _ab_runs, _ab_tables, _ab_about,
@@ -159,6 +187,9 @@ SECTIONS: dict[str, Section] = {
         notes_heading="Each run's address placement, then each test (per client: throughput "
                       "and iperf3 retransmits; bytes each member carried; kernel drop "
                       "counters that moved):"),
+    "stacking": Section(
+        "stacking", STACK_METRICS, _stack_runs, _stack_tables, _stack_about,
+        notes_heading="Each test (iperf3 retransmits, kernel drop counters that moved):"),
 }
 
 
@@ -237,7 +268,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.compare = args.compare.resolve()
         if not (args.compare / "vnicbond" / "__main__.py").is_file():
             parser.error(f"--compare: no vnicbond checkout at {args.compare}")
-        if args.section == "load-spread":
+        if args.section in ("load-spread", "stacking"):
             parser.error("--compare is for the active-backup section")
     return args
 

@@ -22,13 +22,16 @@ from tools import bench_paced
 from tools.bench_model import GROUP, Metric, Results, Sample, Test, single
 from vnicbond.control import ControlError
 from vnicbond.lab import (
+    BRIDGED_ADDRESSES,
     DATA_V4,
     DATA_V6,
     PEER_V4,
     PREFIX_V4,
     PREFIX_V6,
     Bond,
+    Guest,
     Lab,
+    Stack,
     iperf,
     wait_ping,
 )
@@ -52,6 +55,13 @@ SPREAD_METRICS: tuple[Metric, ...] = (
 )
 SPREAD_MODES: tuple[str, ...] = ("one member", "two members")
 
+#: The stacking section's rows: TCP between a VM on a bridge and the peer.
+STACK_METRICS: tuple[Metric, ...] = (
+    Metric("tcp-out", "TCP out (VM -> peer)", tcp=True, outbound=True),
+    Metric("tcp-in", "TCP in (peer -> VM)", tcp=True, outbound=False),
+)
+STACK_MODES: tuple[str, ...] = ("kernel", "bond")
+
 
 # -- iperf3 -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -71,10 +81,12 @@ def iperf_test(lab: Lab, metric: Metric, seconds: int) -> Sample:
 
 
 def iperf_flows(lab: Lab, metric: Metric, flows: Sequence[Flow], seconds: int,
-                options: Sequence[str] = ()) -> Sample:
+                options: Sequence[str] = (), local: str | None = None) -> Sample:
     """Run one iperf3 client per flow at the same time, in ``metric``'s direction, each with
-    ``options``; the value is the sum of what the receivers got (None if any client failed)."""
-    client_ns, server_ns = (lab.host, lab.peer) if metric.outbound else (lab.peer, lab.host)
+    ``options``; the value is the sum of what the receivers got (None if any client failed).
+    ``local``: the namespace on this side of the bond (default: the host's)."""
+    local = local or lab.host
+    client_ns, server_ns = (local, lab.peer) if metric.outbound else (lab.peer, local)
     limit = seconds + 30
     with contextlib.ExitStack() as servers:
         for flow in flows:
@@ -372,3 +384,31 @@ def run_spread(members: int, rate: int, seconds: int, results: Results, tag: str
                     [single(m, functools.partial(spread_test, members)) for m in SPREAD_METRICS])
 
         run_daemon(lab, workdir, group, results, tag, body)
+
+
+# -- a VM stacked on the bond -----------------------------------------------------------------
+def vm_test(vm: Guest, lab: Lab, metric: Metric, seconds: int) -> Sample:
+    """One iperf3 TCP test between ``vm`` and the peer, in ``metric``'s direction."""
+    target = PEER_V4 if metric.outbound else vm.v4
+    return iperf_flows(lab, metric, [Flow(target)], seconds, local=vm.ns)
+
+
+def run_stack(mode: str, seconds: int, results: Results, tag: str) -> None:
+    """A VM on the bridge ``br-vm`` of a fresh lab's host namespace, the bridge over m0 itself
+    (``kernel``: no daemon) or over the daemon's TAP (``bond``, active-backup on m0 and m1)."""
+    with fresh_lab() as (lab, workdir):
+        stack = Stack(lab).bridge(ipv6=False)
+        vm = stack.add_vm()
+        tests = [single(m, functools.partial(vm_test, vm)) for m in STACK_METRICS]
+
+        def body(bond: Bond | None) -> None:
+            stack.enslave(GROUP if bond is not None else lab.member(0))
+            wait_ping(lab, lab.peer, vm.v4)
+            wait_ping(lab, vm.ns, PEER_V4)
+            measure(lab, mode, seconds, results, tag, bond, tests)
+
+        if mode == "kernel":
+            body(None)
+        else:
+            run_daemon(lab, workdir, group_config(lab.members, list(BRIDGED_ADDRESSES)),
+                       results, tag, body)

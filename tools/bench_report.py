@@ -3,7 +3,8 @@ the lines under the tables (every sample, the daemon's drop counters).
 
 *active-backup* judges the bond against the kernel path (issue 11's targets); with another
 daemon run beside it (``--compare``) it adds that daemon's table against the kernel path and a
-table of the two daemons against each other. *load-spread* judges two members against one.
+table of the two daemons against each other. *load-spread* judges two members against one;
+*stacking* sets a VM's TCP through the bond against the kernel's bridge.
 It formats what it is given; it measures nothing (tools/bench_measure.py does).
 """
 
@@ -13,7 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tools.bench_measure import METRICS, SPREAD_METRICS, SPREAD_MODES
+from tools.bench_measure import METRICS, SPREAD_METRICS, SPREAD_MODES, STACK_METRICS
 from tools.bench_model import Metric, Results
 
 SPREAD_TARGET = 1.8  # load-spread: two members, as a multiple of R
@@ -180,6 +181,21 @@ def _with_rate(metric: Metric, value: float | None, rate: float) -> str:
     if value is None:
         return "n/a"
     return f"{metric.format(value)} ({format_ratio(value / rate)} R)"
+
+
+# -- stacking ---------------------------------------------------------------------------------
+STACK_HEADERS = ["metric", "kernel (VM bridged onto m0)", "bond (VM on a bridge over ipmp0)",
+                 "bond / kernel"]
+
+
+def stack_rows(results: Results) -> list[list[str]]:
+    """metric | kernel | bond | bond / kernel, for a VM's TCP on each path."""
+    rows = []
+    for metric in STACK_METRICS:
+        kernel, bond = results.median("kernel", metric), results.median("bond", metric)
+        rows.append([metric.label, metric.format(kernel), metric.format(bond),
+                     versus(metric, kernel, bond)])
+    return rows
 
 
 # -- under the tables -------------------------------------------------------------------------

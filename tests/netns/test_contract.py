@@ -30,7 +30,7 @@ from vnicbond.lab import DATA_V4, DATA_V6, PEER_V4, Bond, Lab, wait_ping
 TOP_KEYS = ["pid", "uptime_s", "groups"]
 GROUP_KEYS = ["name", "mode", "state", "carrier", "fdt_ms", "failback", "active", "failovers",
               "address_moves", "tap_dropped", "tap_drops", "members", "addresses", "targets",
-              "answers_rate_limited"]
+              "answers_rate_limited", "macs", "macs_learned", "mac_evictions"]
 MEMBER_KEYS = ["name", "state", "link", "probe", "reason", "standby", "mac", "flows",
                "flow_buckets", "test_address", "control", "tx_packets", "rx_packets",
                "tx_bytes", "rx_bytes", "tx_dropped", "rx_dropped", "rx_filtered", "drops"]
@@ -42,12 +42,16 @@ DROP_KEYS = RX_FILTERED + RX_ERRORS + TX_REASONS
 TAP_DROP_KEYS = ["runt", "no_member", "bad_source", "read_error"]
 ADDRESS_KEYS = ["address", "member"]
 TARGET_KEYS = ["member", "target", "rtt_ms", "lost", "sent"]
+GUEST_MAC_KEYS = ["mac", "member", "age_s", "source"]
 #: Member fields whose values a scenario determines (the rest are counters, and ``flows``,
 #: which in load spreading counts whatever the TAP's own stack happened to send).
 MEMBER_FIELDS = ["name", "state", "link", "probe", "reason", "standby", "test_address", "mac",
                  "flow_buckets"]
 GROUP_FIELDS = ["name", "mode", "state", "carrier", "fdt_ms", "failback", "active",
-                "failovers", "address_moves"]
+                "failovers", "address_moves", "macs", "macs_learned", "mac_evictions"]
+
+#: The group fields with nothing stacked on the TAP: the host's own frames carry the group's MAC.
+NO_GUESTS = {"macs": [], "macs_learned": 0, "mac_evictions": 0}
 
 MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 STAMP_RE = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}) (.*)")
@@ -135,6 +139,15 @@ def check_shape(doc: dict[str, Any]) -> dict[str, Any]:
         assert type(t["member"]) is str and type(t["target"]) is str
         assert t["rtt_ms"] is None or type(t["rtt_ms"]) is float
         assert is_int(t["lost"]) and is_int(t["sent"]) and 0 <= t["lost"] <= t["sent"], t
+    for key in ("macs_learned", "mac_evictions"):
+        assert is_int(g[key]) and g[key] >= 0, (key, g[key])
+    assert g["macs_learned"] == len(g["macs"]), g["macs"]
+    for mac in g["macs"]:
+        assert list(mac) == GUEST_MAC_KEYS, mac
+        assert MAC_RE.fullmatch(mac["mac"]), mac
+        assert mac["member"] is None or type(mac["member"]) is str
+        assert type(mac["age_s"]) is float and mac["age_s"] >= 0, mac
+        assert mac["source"] in ("learned", "registered"), mac
     return g
 
 
@@ -190,7 +203,7 @@ def test_status_json_active_backup_with_probes(lab, make_bond):
                 "fdt_ms": 300, "failback": True, "active": active, "failovers": failovers,
                 "address_moves": moves, "members": [m0, m1],
                 "addresses": [(V4, active), (V6, active)],
-                "targets": [("m0", PEER_V4), ("m1", PEER_V4)]}
+                "targets": [("m0", PEER_V4), ("m1", PEER_V4)], **NO_GUESTS}
 
     m0_ok = member("m0", "active", macs[0], probe="ok", test_address=TEST_M0)
     m1_ok = member("m1", "standby", macs[1], probe="ok", test_address=TEST_M1)
@@ -248,7 +261,8 @@ def test_status_json_load_spread_on_three_members(lab3, make_bond):
         return {"name": GROUP, "mode": "load-spread", "state": state, "carrier": True,
                 "fdt_ms": 3500, "failback": True, "active": "m0", "failovers": failovers,
                 "address_moves": moves, "members": members,
-                "addresses": list(zip((V4, V4_2, V6), hosts, strict=True)), "targets": []}
+                "addresses": list(zip((V4, V4_2, V6), hosts, strict=True)), "targets": [],
+                **NO_GUESTS}
 
     # The 4096 flow buckets by rendezvous hashing of the member names (fixed numbers).
     all_up = [member("m0", "active", macs[0], flow_buckets=1419),

@@ -1,14 +1,15 @@
-"""tools/bench's figures that need no lab: percentiles, CPU per packet from two readings, and
-the active-backup tables' targets and verdicts (alone and against a daemon run as before)."""
+"""tools/bench's figures that need no lab: percentiles, CPU per packet from two readings, the
+active-backup tables' targets and verdicts (alone and against a daemon run as before), and the
+stacking table."""
 
 from __future__ import annotations
 
 import pytest
 
-from tools.bench_measure import METRICS
+from tools.bench_measure import METRICS, STACK_METRICS
 from tools.bench_model import Results, Sample
 from tools.bench_paced import Reading, cpu_sample, percentile
-from tools.bench_report import ab_rows, ab_tables, format_ratio, versus
+from tools.bench_report import ab_rows, ab_tables, format_ratio, stack_rows, versus
 
 BY_KEY = {m.key: m for m in METRICS}
 
@@ -86,3 +87,14 @@ def test_targets_against_before() -> None:
     own = _verdicts(before.rows)  # the daemon before is the reference for its own rows
     assert own["cpu-out"] == ("-", "-") and own["tcp-out"] == (">= 0.90", "ok")
     assert both.rows[METRICS.index(BY_KEY["cpu-out"])][3:] == ["0.90", "lower"]
+
+
+def test_stacking_rows_are_bond_against_kernel() -> None:
+    results = Results()
+    for metric, kernel, bond in zip(STACK_METRICS, (18e9, 18e9), (13.1e9, None), strict=True):
+        results.add("kernel", metric, Sample(kernel, ""))
+        results.add("bond", metric, Sample(bond, "iperf3 failed"))
+    assert stack_rows(results) == [
+        ["TCP out (VM -> peer)", "18.00 Gbit/s", "13.10 Gbit/s", "0.72"],
+        ["TCP in (peer -> VM)", "18.00 Gbit/s", "n/a", "n/a"]]
+    assert results.errors == ["bond tcp-in: iperf3 failed"]

@@ -130,12 +130,14 @@ class GroupRuntime:
         links = {name: m.up for name, m in self.members.items()}
         macs = {name: m.mac for name, m in self.members.items()}
         self.apply(self.engine.start(links, macs, time.monotonic()))
+        self.guests.start(loop)
 
     def stop(self) -> None:
-        """Stop the timer, close every member, stop forwarding. Never raises."""
+        """Stop the timers, close every member, stop forwarding. Never raises."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self.guests.stop()
         for member in self.members.values():
             member.close()
         if self.datapath is not None:

@@ -28,6 +28,10 @@ from vnicbond.system.netlink import LinkInfo
 
 log = logging.getLogger("vnicbond")
 
+#: Seconds between two readings of the TAP's unicast address list: an upper device brought up
+#: in another namespace (a container's macvlan) adds its MAC with no event in the daemon's.
+UNICAST_LIST_PERIOD = 2.0
+
 
 class TapGuests:
     """One group's guest MACs, and the TAP's link events that concern them."""
@@ -49,11 +53,40 @@ class TapGuests:
         self._tap_index = 0
         self._reading = False
         self._read_again = False
+        self._poll: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def attach(self, tap_name: str) -> None:
         """The TAP exists: link events about it, or naming it as their lower device, are
         ours from now on."""
         self._tap_index = socket.if_nametoindex(tap_name)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Read the TAP's unicast list now and every :data:`UNICAST_LIST_PERIOD`."""
+        self._loop = loop
+        self._read_periodically()
+
+    def stop(self) -> None:
+        """Stop reading the TAP's unicast list. Never raises."""
+        if self._poll is not None:
+            self._poll.cancel()
+            self._poll = None
+        self._loop = None
+
+    def _read_periodically(self) -> None:
+        if self._loop is None:
+            return
+        self._poll = self._loop.call_later(UNICAST_LIST_PERIOD, self._read_periodically)
+        self._read()
+
+    def _read(self) -> None:
+        """Read the TAP's unicast list in a worker thread (once more after it if asked again
+        meanwhile: the list may have changed after the read began)."""
+        if self._reading:
+            self._read_again = True
+        else:
+            self._reading = True
+            self._spawn(self._read_unicast_list())
 
     # -- inputs ------------------------------------------------------------------------------
     def changed(self) -> None:
@@ -87,11 +120,7 @@ class TapGuests:
                 if self.on_promiscuous is not None:
                     self.on_promiscuous(promiscuous)
                 self._apply(self.engine.tap_promiscuous(promiscuous, time.monotonic()))
-        if self._reading:
-            self._read_again = True  # the list may have changed after the read began
-        else:
-            self._reading = True
-            self._spawn(self._read_unicast_list())
+        self._read()
         return True
 
     def reconfigure(self, cfg: GroupConfig) -> None:

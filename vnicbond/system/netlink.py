@@ -4,7 +4,8 @@ Two halves. The synchronous helpers (pyroute2 ``IPRoute``) run before the event 
 and after it stops: pyroute2 0.9's synchronous API cannot run inside a running loop. The
 :class:`LinkWatcher` is a plain non-blocking netlink socket subscribed to link events, read
 from the loop with ``add_reader`` and decoded by pyroute2's message classes, so link changes
-arrive as events and nothing is polled.
+arrive as events. The one thing polled is a device's unicast address list
+(:func:`unicast_addresses`, a plain socket too), whose changes raise no event.
 """
 
 from __future__ import annotations
@@ -14,18 +15,19 @@ import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv6Interface
+from typing import Any
 
 from pyroute2 import IPRoute
-from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST
-from pyroute2.netlink.rtnl import RTM_GETLINK
+from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR
+from pyroute2.netlink.rtnl import RTM_GETLINK, RTM_GETNEIGH, RTM_NEWNEIGH
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
-from pyroute2.netlink.rtnl.ndmsg import NTF_SELF
 
 RTMGRP_LINK = 0x1
 IFF_UP = 0x1
 IFF_LOWER_UP = 0x10000
 IFA_F_NODAD = 0x02
+NTF_SELF = 0x02  # an fdb entry of the device's own address list
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +42,9 @@ class LinkInfo:
     #: The kernel's promiscuity counter (a bridge port, a capture, an upper device that
     #: needs extra MACs), which the link's flags do not show.
     promiscuity: int = 0
-    #: The device this one is stacked on (a macvlan's parent), 0 if none.
+    #: The device this one is stacked on in this namespace (a macvlan's parent), 0 if none.
+    #: A veth's IFLA_LINK is its peer's index in another namespace (IFLA_LINK_NETNSID), which
+    #: may equal any index here (a lab's m1 and the TAP): that one is 0 too.
     link: int = 0
 
     @property
@@ -58,7 +62,8 @@ def _link_info(msg: object) -> LinkInfo:
         carrier=bool(flags & IFF_LOWER_UP),
         mtu=msg.get_attr("IFLA_MTU") or 0,  # type: ignore[attr-defined]
         promiscuity=msg.get_attr("IFLA_PROMISCUITY") or 0,  # type: ignore[attr-defined]
-        link=msg.get_attr("IFLA_LINK") or 0,  # type: ignore[attr-defined]
+        link=(msg.get_attr("IFLA_LINK") or 0  # type: ignore[attr-defined]
+              if msg.get_attr("IFLA_LINK_NETNSID") is None else 0),  # type: ignore[attr-defined]
     )
 
 
@@ -73,22 +78,58 @@ def get_link(name: str) -> LinkInfo | None:
 
 def unicast_addresses(name: str) -> set[bytes]:
     """The unicast MACs upper devices put on ``name``'s address list (a macvlan's, once it is
-    up): ``bridge fdb show dev NAME``'s ``self permanent`` entries, multicast left out. When
-    ``name`` is a bridge port the dump also holds the bridge's entries on it (without
-    ``NTF_SELF``: the hosts the bridge learned behind the port), which are not ours."""
-    with IPRoute() as ipr:
-        idx = ipr.link_lookup(ifname=name)
-        if not idx:
-            return set()
-        macs = set()
-        for msg in ipr.fdb("dump", ifindex=idx[0]):
-            text = msg.get_attr("NDA_LLADDR")
-            if msg["ifindex"] != idx[0] or not msg["flags"] & NTF_SELF or not text:
-                continue
-            mac = bytes.fromhex(text.replace(":", ""))
-            if len(mac) == 6 and not mac[0] & 1:
-                macs.add(mac)
-        return macs
+    up): ``bridge fdb show dev NAME``'s ``self permanent`` entries, multicast left out (empty
+    if there is no such device). Read often (see :mod:`vnicbond.runtime.group`), so the
+    kernel is asked for that device's entries only: pyroute2's ``fdb("dump", ifindex=...)``
+    reads every bridge's whole table and filters it in Python, 0.1 s of parsing per 3,000
+    entries (a host bridge behind a guest flooding source MACs holds tens of thousands)."""
+    try:
+        index = socket.if_nametoindex(name)
+    except OSError:
+        return set()
+    return own_unicast(_fdb_dump(index), index)
+
+
+def own_unicast(entries: Iterable[Any], index: int) -> set[bytes]:
+    """The unicast MACs on device ``index``'s own address list among fdb dump entries: its
+    ``self`` entries. A bridge port's dump also holds the bridge's entries for it (``master``:
+    the hosts it learned behind the port, the port's own MAC), which are not on its list."""
+    macs = set()
+    for msg in entries:
+        text = msg.get_attr("NDA_LLADDR")
+        if msg["ifindex"] != index or not msg["flags"] & NTF_SELF or not text:
+            continue
+        mac = bytes.fromhex(text.replace(":", ""))
+        if len(mac) == 6 and not mac[0] & 1:
+            macs.add(mac)
+    return macs
+
+
+def _fdb_dump(index: int) -> list[Any]:
+    """The fdb entries of device ``index``: an RTM_GETNEIGH dump of family AF_BRIDGE whose
+    body is an ifinfomsg naming the device, as ``bridge fdb show dev`` asks, so the kernel
+    sends that device's entries only."""
+    request = ifinfmsg()
+    request["header"]["type"] = RTM_GETNEIGH
+    request["header"]["flags"] = NLM_F_REQUEST | NLM_F_DUMP
+    request["header"]["sequence_number"] = 1
+    request["family"] = socket.AF_BRIDGE
+    request["index"] = index
+    request.encode()
+    marshal = MarshalRtnl()
+    entries = []
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as sock:
+        sock.bind((0, 0))
+        sock.send(request.data)
+        while True:
+            for msg in marshal.parse(sock.recv(65536)):
+                kind = msg["header"]["type"]
+                if kind == NLMSG_DONE:
+                    return entries
+                if kind == NLMSG_ERROR:
+                    raise OSError(-msg["error"] if msg["error"] else 0, "fdb dump failed")
+                if kind == RTM_NEWNEIGH:
+                    entries.append(msg)
 
 
 def set_link_up(name: str, up: bool) -> None:
@@ -155,7 +196,9 @@ class LinkWatcher:
                 continue
             for msg in self._marshal.parse(data):
                 event = msg.get("event")
-                if event not in ("RTM_NEWLINK", "RTM_DELLINK"):
+                # A bridge also reports its ports (family AF_BRIDGE: the port's state, with
+                # no promiscuity, and a DELLINK when it leaves the bridge): not the link's.
+                if event not in ("RTM_NEWLINK", "RTM_DELLINK") or msg["family"] == socket.AF_BRIDGE:
                     continue
                 self.callback(_link_info(msg), event == "RTM_DELLINK")
 
