@@ -7,6 +7,10 @@ or address used twice, gateways on-link, routes unique, probe targets fitting th
 at least one member not standby). Single values are spelled as
 :mod:`vnicbond.config.values` says; the results are :mod:`vnicbond.config.settings`
 objects. Nothing here touches the running system (:mod:`vnicbond.config.check` does).
+
+Its size (about 400 lines) is the schema's: one class reads the document top to bottom, and
+the rules across values need the keys read before them, so the file is the one place that
+says what a valid configuration is; single values and the generic reader live elsewhere.
 """
 
 from __future__ import annotations
@@ -79,10 +83,16 @@ _GROUP_KEYS = (
     "members",
 )
 _ROUTE_KEYS = ("to", "via")
-_ANNOUNCE_KEYS = ("count", "interval")
 _PROBE_KEYS = ("method", "targets")
-_MAC_LEARNING_KEYS = ("aging", "limit")
 _MEMBER_KEYS = ("name", "test_address", "standby")
+#: Group keys whose value is a mapping of bounded numbers only: the settings class it makes,
+#: and per key its field, ``integer`` or ``duration`` (ms), and its bounds.
+_NUMBERS: dict[str, tuple[type[Any], dict[str, tuple[str, str, int, int]]]] = {
+    "announce": (Announce, {"count": ("count", "integer", 0, 100),
+                            "interval": ("interval_ms", "duration", 1, 10_000)}),
+    "mac_learning": (MacLearning, {"aging": ("aging_ms", "duration", 1000, 3_600_000),
+                                   "limit": ("limit", "integer", 16, 65536)}),
+}
 
 _DURATION = "a duration such as '250ms' or '1s' or an integer of milliseconds"
 _PREFIXED = "an address with a prefix such as 198.18.0.10/24"
@@ -276,11 +286,9 @@ class _Builder(NodeReader):
             )
         if "failback" in values:
             kwargs["failback"] = self.boolean(values["failback"], sub["failback"])
-        if "announce" in values:
-            kwargs["announce"] = self.announce(values["announce"], sub["announce"])
-        if "mac_learning" in values:
-            kwargs["mac_learning"] = self.mac_learning(values["mac_learning"],
-                                                       sub["mac_learning"])
+        for name in _NUMBERS:
+            if name in values:
+                kwargs[name] = self.numbers(values[name], sub[name], name)
         if "probe" in values:
             kwargs["probe"] = self.probe(values["probe"], sub["probe"])
 
@@ -353,23 +361,15 @@ class _Builder(NodeReader):
                 )
         return Route(to=to, via=via)
 
-    def announce(self, node: Node, key: str) -> Announce:
-        values = self.mapping(node, key, _ANNOUNCE_KEYS)
+    def numbers(self, node: Node, key: str, name: str) -> Any:
+        """A mapping of bounded numbers (:data:`_NUMBERS`), as its settings object."""
+        cls, fields = _NUMBERS[name]
+        values = self.mapping(node, key, tuple(fields))
         kwargs: dict[str, Any] = {}
-        if "count" in values:
-            kwargs["count"] = self.integer(values["count"], f"{key}.count", 0, 100)
-        if "interval" in values:
-            kwargs["interval_ms"] = self.duration(values["interval"], f"{key}.interval", 1, 10_000)
-        return Announce(**kwargs)
-
-    def mac_learning(self, node: Node, key: str) -> MacLearning:
-        values = self.mapping(node, key, _MAC_LEARNING_KEYS)
-        kwargs: dict[str, Any] = {}
-        if "aging" in values:
-            kwargs["aging_ms"] = self.duration(values["aging"], f"{key}.aging", 1000, 3_600_000)
-        if "limit" in values:
-            kwargs["limit"] = self.integer(values["limit"], f"{key}.limit", 16, 65536)
-        return MacLearning(**kwargs)
+        for field, (attr, kind, low, high) in fields.items():
+            if field in values:
+                kwargs[attr] = getattr(self, kind)(values[field], f"{key}.{field}", low, high)
+        return cls(**kwargs)
 
     def probe(self, node: Node, key: str) -> Probe:
         values = self.mapping(node, key, _PROBE_KEYS)
