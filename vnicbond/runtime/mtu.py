@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -121,6 +122,9 @@ class GroupMtu:
                                     failed.device or "the TAP", failed.reason)
                 case FollowMtu(mtu=mtu):
                     self._follow(mtu)
+                case Event(kind="mtu_refused"):  # a warning, not a change
+                    rt.events.record(effect, time.time())
+                    log.warning("%s", effect.log_line())
                 case Event():
                     rt.apply([effect])
         return refusal
