@@ -167,6 +167,8 @@ def _carry_out(isolation: Isolation, tap: str, change: SetMtus) -> tuple[int, Re
                 isolation.set_mtu(device, mtu)
         except OSError as e:
             return done, Refusal(device, e.strerror or str(e))
+        except Exception as e:  # noqa: BLE001 - a failure of netlink itself: a refusal too,
+            return done, Refusal(device, str(e))  # so the change is rolled back, not stuck
     return len(change.steps), None
 
 
