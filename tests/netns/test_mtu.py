@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from vnicbond.lab import DATA_V4, DATA_V6, PEER_V4, PEER_V6, Lab, wait_ping
+from vnicbond.lab import DATA_V4, DATA_V6, PEER_V4, PEER_V6, Lab, run, wait_ping
 
 JUMBO = 9000
 #: ICMP payload of the big pings: an 8,042-byte frame, sent with DF set.
@@ -130,6 +130,26 @@ def test_mtu_changed_by_reload_without_restart_and_given_back_after_a_crash(
     assert_jumbo_both_ways(lab)
     assert bond.stop() == 0
     assert [mtu(lab, m) for m in ("m0", "m1")] == [1500, 1500]
+
+
+def test_a_nic_that_takes_a_members_name_is_raised_to_the_group_mtu(jumbo_lab, make_bond):
+    lab = jumbo_lab
+    bond = make_bond(lab)
+    wait_ping(lab, lab.peer, DATA_V4)
+    wait_ping(lab, lab.peer, DATA_V6)
+    lab.ns(lab.host, "ip", "link", "set", "ipmp0", "mtu", str(JUMBO))
+    lab.wait_for(lambda: bond.status()["mtu"] == JUMBO, timeout=5, what="the group's MTU")
+    lab.ns(lab.switch, "ip", "link", "del", "s0")  # the veth pair goes, m0 with it
+    lab.wait_for(lambda: bond.member("m0")["state"] == "failed", what="m0 failed")
+    # A new NIC of MTU 1500 under m0's name, on a switch port of 9000.
+    run(["ip", "link", "add", "m0", "netns", lab.host, "mtu", "1500", "type", "veth",
+         "peer", "s0", "netns", lab.switch, "mtu", str(JUMBO)])
+    lab.ns(lab.switch, "ip", "link", "set", "s0", "master", "br0", "up")
+    lab.wait_for(lambda: bond.active() == "m0", timeout=15, what="m0 back and active")
+    assert mtu(lab, "m0") == JUMBO
+    assert_jumbo_both_ways(lab)  # through the new NIC
+    assert bond.stop() == 0
+    assert [mtu(lab, m) for m in ("m0", "m1")] == [1500, 1500]  # each its own MTU back
 
 
 @pytest.fixture
