@@ -125,8 +125,11 @@ def format_event(e: dict[str, Any]) -> str:
         what = f"member {e['member']} {e['old'] or '-'} -> {e['state']}"
     elif e["kind"] == "address":
         what = f"address {e['state']} {e['old'] or '-'} -> {e['member'] or '-'}"
-    elif e["kind"] == "group":
-        what = f"group {e['old'] or '-'} -> {e['state']}"
+    elif e["kind"] in ("group", "mtu"):
+        what = f"{e['kind']} {e['old'] or '-'} -> {e['state']}"
+    elif e["kind"] == "mtu_refused":
+        who = e["member"] or "the TAP"
+        what = f"mtu {e['state']} refused by {who}: {e.get('reason')}; stays {e['old']}"
     else:
         what = f"{e['kind']} {e['state']}"
     cause = f" cause={e['cause']}" if e.get("cause") else ""

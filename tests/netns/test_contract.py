@@ -28,9 +28,9 @@ from vnicbond.lab import DATA_V4, DATA_V6, PEER_V4, Bond, Lab, wait_ping
 # -- the status document's shape ----------------------------------------------------------------
 #: Keys in the order ``status --json`` prints them, at every level.
 TOP_KEYS = ["pid", "uptime_s", "groups"]
-GROUP_KEYS = ["name", "mode", "state", "carrier", "fdt_ms", "failback", "active", "failovers",
-              "address_moves", "tap_dropped", "tap_drops", "members", "addresses", "targets",
-              "answers_rate_limited", "macs", "macs_learned", "mac_evictions"]
+GROUP_KEYS = ["name", "mode", "mtu", "state", "carrier", "fdt_ms", "failback", "active",
+              "failovers", "address_moves", "tap_dropped", "tap_drops", "members", "addresses",
+              "targets", "answers_rate_limited", "macs", "macs_learned", "mac_evictions"]
 MEMBER_KEYS = ["name", "state", "link", "probe", "reason", "standby", "mac", "flows",
                "flow_buckets", "test_address", "control", "tx_packets", "rx_packets",
                "tx_bytes", "rx_bytes", "tx_dropped", "rx_dropped", "rx_filtered", "drops"]
@@ -55,7 +55,7 @@ NO_GUESTS = {"macs": [], "macs_learned": 0, "mac_evictions": 0}
 
 MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 STAMP_RE = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}) (.*)")
-EVENT_KEYS = ["seq", "time", "group", "kind", "member", "state", "old", "cause"]
+EVENT_KEYS = ["seq", "time", "group", "kind", "member", "state", "old", "cause", "reason"]
 
 TEST_M0 = "198.18.0.21/24"
 TEST_M1 = "198.18.0.22/24"
@@ -117,6 +117,7 @@ def check_shape(doc: dict[str, Any]) -> dict[str, Any]:
     for key in ("fdt_ms", "failovers", "address_moves", "tap_dropped", "answers_rate_limited"):
         assert is_int(g[key]) and g[key] >= 0, (key, g[key])
     assert g["active"] is None or type(g["active"]) is str
+    assert g["mtu"] == 1500  # the lab's, as configured by default
     assert list(g["tap_drops"]) == TAP_DROP_KEYS, g["tap_drops"]
     assert all(is_int(v) for v in g["tap_drops"].values())
     assert g["tap_dropped"] == sum(g["tap_drops"].values())

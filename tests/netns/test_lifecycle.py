@@ -75,7 +75,6 @@ BAD_CONFIGS = {
     "missing member list": ({"members": None}, "groups[0]"),
     "member that does not exist": ({"members": [{"name": "m0"}, {"name": "m9"}]},
                                    "groups[0].members[1].name"),
-    "member MTU below the group's": ({"mtu": 9000}, "groups[0].members[0].name"),
 }
 
 

@@ -87,7 +87,7 @@ def test_an_invalid_file_is_refused_and_the_running_configuration_stays(lab, mak
     result = reload(bond)
     assert result.returncode == 1
     assert result.stderr.strip() == check.stderr.strip()  # the same line as `check`
-    rewrite(bond, mtu=1400)
+    rewrite(bond, mode="load-spread")
     refused = reload(bond)
     assert refused.returncode == 1 and "needs a restart" in refused.stderr
     bond.proc.send_signal(signal.SIGHUP)  # refused the same way, logged, still running

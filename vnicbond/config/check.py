@@ -1,8 +1,10 @@
 """Read-only checks of a parsed configuration against the running system.
 
-Owns :func:`check_system`: every member interface exists and its MTU is at least its
-group's. It only reads ``/sys/class/net`` (or asks the ``mtu_of`` it is given) and never
-changes anything; errors point at the member's line through :attr:`Config.key_lines`.
+Owns :func:`check_system`: every member interface exists. A member's MTU below its group's
+is no error: the daemon raises it at start, as the bonding driver raises its slaves (see
+:mod:`vnicbond.core.mtu`), and only the kernel can say whether the member takes it. It only
+reads ``/sys/class/net`` (or asks the ``mtu_of`` it is given) and never changes anything;
+errors point at the member's line through :attr:`Config.key_lines`.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ def _read_sysfs_mtu(name: str) -> int | None:
 def check_system(config: Config, mtu_of: Callable[[str], int | None] | None = None) -> None:
     """Read-only checks of ``config`` against the running system.
 
-    Every member interface must exist and have an MTU of at least its group's ``mtu``.
-    ``mtu_of(name)`` returns an interface's MTU or None if there is no such interface;
+    Every member interface must exist (its MTU may be below the group's: the daemon raises
+    it). ``mtu_of(name)`` returns an interface's MTU or None if there is no such interface;
     by default it reads ``/sys/class/net/NAME/mtu``. The first problem is raised as a
     :class:`ConfigError` pointing at the member's ``name`` line.
     """
@@ -41,11 +43,4 @@ def check_system(config: Config, mtu_of: Callable[[str], int | None] | None = No
             if mtu is None:
                 raise ConfigError(
                     config.path, line, key, f"interface {member.name!r} does not exist"
-                )
-            if mtu < group.mtu:
-                raise ConfigError(
-                    config.path,
-                    line,
-                    key,
-                    f"interface {member.name!r} has MTU {mtu}, below the group's mtu {group.mtu}",
                 )

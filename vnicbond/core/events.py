@@ -21,9 +21,11 @@ HISTORY = 1000
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One change. ``kind`` is ``member``, ``group``, ``address``, ``carrier`` or ``config``;
-    ``state`` is the new state (for ``address``: the address, and ``member`` its new host);
-    ``old`` the previous one."""
+    """One change. ``kind`` is ``member``, ``group``, ``address``, ``carrier``, ``config``,
+    ``mtu`` or ``mtu_refused``; ``state`` is the new state (for ``address``: the address, and
+    ``member`` its new host; for ``mtu_refused``: the MTU refused, ``member`` the member that
+    refused it, None for the TAP); ``old`` the previous one (for ``mtu_refused``: the MTU that
+    stays); ``reason`` the kernel's words where it refused something."""
 
     group: str
     kind: str
@@ -31,10 +33,15 @@ class Event:
     state: str
     old: str | None
     cause: Cause | None
+    reason: str | None = None
 
     def log_line(self) -> str:
         """The change as the daemon logs it."""
         cause = self.cause.value if self.cause else None
+        if self.kind == "mtu_refused":
+            who = f"member {self.member}" if self.member else "the TAP"
+            return (f"{self.group}: mtu {self.state} refused: {who} cannot take it "
+                    f"({self.reason}); the group stays at {self.old} ({cause})")
         if self.kind == "address":
             return f"{self.group}: address {self.state} moved {self.old} -> {self.member} ({cause})"
         subject = f"member {self.member}" if self.kind == "member" else self.kind
@@ -56,7 +63,8 @@ class EventLog:
         self._records.append({"seq": self._seq, "time": when, "group": event.group,
                               "kind": event.kind, "member": event.member,
                               "state": event.state, "old": event.old,
-                              "cause": event.cause.value if event.cause else None})
+                              "cause": event.cause.value if event.cause else None,
+                              "reason": event.reason})
         return self._seq
 
     def since(self, seq: int) -> list[dict[str, Any]]:

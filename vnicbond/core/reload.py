@@ -2,9 +2,10 @@
 the file's new one, for :meth:`vnicbond.runtime.daemon.Daemon.reload` to carry out.
 
 Owns the rule of which changes a reload may make (members, data addresses, probe targets and
-test addresses, failure detection time, announcements, failback, standby, log level) and
-which need a restart (the set of groups, a group's mode, MAC, MTU or routes, the control
+test addresses, failure detection time, announcements, failback, standby, the MTU, log level)
+and which need a restart (the set of groups, a group's mode, MAC or routes, the control
 socket, metrics): those would recreate the TAP or the control socket under live traffic.
+A changed MTU is set on the TAP as an ``ip link set`` would be (:mod:`vnicbond.core.mtu`).
 No I/O here.
 """
 
@@ -16,7 +17,7 @@ from ipaddress import IPv4Interface, IPv6Interface
 from vnicbond.config import Config, GroupConfig
 
 #: Group keys a reload refuses to change.
-RESTART_KEYS = ("mode", "mac", "mtu", "routes")
+RESTART_KEYS = ("mode", "mac", "routes")
 
 
 def needs_restart(old: Config, new: Config) -> str | None:

@@ -68,7 +68,8 @@ class Datapath(BackupLoops, SpreadLoops):
         #: The longest frame (virtio-net header included) that is not a GSO super-frame the
         #: TAP takes from a member: the group's MTU, Ethernet header and one VLAN tag. Longer
         #: ones (a member whose wire has a larger MTU) are dropped, as a NIC of that MTU would.
-        self.max_frame = VNET_HDR_LEN + 14 + 4 + mtu
+        self.max_frame = 0
+        self.set_group_mtu(mtu)
         self.tap_fd = tap_fd
         self.tap = io.FileIO(tap_fd, "r+", closefd=False)
         self.group_mac = bytes(group_mac)
@@ -177,6 +178,11 @@ class Datapath(BackupLoops, SpreadLoops):
     def set_mtu(self, name: str, mtu: int) -> None:
         """A member's NIC has MTU ``mtu`` now: frames above it are not sent."""
         self.ports[name].tx_max = VNET_HDR_LEN + 14 + mtu
+
+    def set_group_mtu(self, mtu: int) -> None:
+        """The group's (the TAP's) MTU is ``mtu`` now: longer frames from members are dropped
+        (``oversize``)."""
+        self.max_frame = VNET_HDR_LEN + 14 + 4 + mtu
 
     def set_mac_hosts(self, hosts: tuple[tuple[bytes, str | None], ...],
                       removed: tuple[bytes, ...]) -> None:

@@ -247,8 +247,9 @@ class Daemon:
     async def reload(self) -> dict[str, Any]:
         """Re-read the configuration and apply what changed, without recreating the TAP.
 
-        An invalid file, or a change that needs a restart (groups, mode, MAC, MTU, routes, the
-        control socket, metrics), is refused with one line and nothing changes.
+        An invalid file, or a change that needs a restart (groups, mode, MAC, routes, the
+        control socket, metrics), is refused with one line and nothing changes; so is an MTU
+        a member cannot take (:meth:`_reload_mtus`).
         """
         from vnicbond.config import ConfigError, load_config
 
@@ -265,6 +266,7 @@ class Daemon:
                                        "nothing changed")
         self._reloading = True
         try:
+            await self._reload_mtus(new)
             changes = {}
             for rt, cfg in zip(self.groups, new.groups, strict=True):
                 changes[cfg.name] = await rt.reload(cfg)
@@ -273,6 +275,24 @@ class Daemon:
         finally:
             self._reloading = False
         return changes
+
+    async def _reload_mtus(self, new: Config) -> None:
+        """Set each group whose ``mtu`` the file changes to it, before any other change; if
+        a member cannot take one, set back the groups changed and refuse the reload."""
+        done: list[tuple[GroupRuntime, int]] = []
+        for rt, cfg in zip(self.groups, new.groups, strict=True):
+            if cfg.mtu == rt.cfg.mtu:
+                continue
+            before = rt.mtu.value
+            refusal = await rt.mtu.configure(cfg.mtu)
+            if refusal is not None:
+                for undone, mtu in reversed(done):
+                    await undone.mtu.configure(mtu)
+                who = f"member {refusal.device}" if refusal.device else "the TAP"
+                raise control.CommandError(
+                    f"reload: {cfg.name}'s mtu {cfg.mtu}: {who} cannot take it "
+                    f"({refusal.reason}); nothing changed")
+            done.append((rt, before))
 
 
 def _notify_systemd(state: str) -> None:

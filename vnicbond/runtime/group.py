@@ -40,6 +40,7 @@ from vnicbond.core.reload import group_changes
 from vnicbond.datapath import Datapath
 from vnicbond.runtime.guests import TapGuests
 from vnicbond.runtime.member import Member
+from vnicbond.runtime.mtu import GroupMtu
 from vnicbond.system import netlink
 from vnicbond.system.isolation import Isolation, IsolationError
 from vnicbond.system.netlink import LinkInfo
@@ -80,6 +81,8 @@ class GroupRuntime:
         #: Isolation changes run in worker threads, one at a time and in the order asked
         #: (a NIC's release must not land after its successor's adoption).
         self._isolating = asyncio.Lock()
+        #: The group's MTU: the TAP's, followed by the members and the datapath.
+        self.mtu = GroupMtu(self, spawn, self._isolate)
 
     @property
     def name(self) -> str:
@@ -108,6 +111,7 @@ class GroupRuntime:
         cfg = self.cfg
         assert self.tap is not None
         self.isolation.apply()
+        self.mtu.prepare()
         self.tap.up()
         routes = [(str(r.to), str(r.via) if r.via else None) for r in cfg.routes]
         netlink.configure_addresses(cfg.name, cfg.addresses, routes)
@@ -119,7 +123,7 @@ class GroupRuntime:
         """Open the members, start forwarding, make the first election, arm the timer."""
         assert self.tap is not None
         self._loop = loop
-        self.datapath = Datapath(loop, self.tap.fd, self.cfg.mac, self.cfg.mtu,
+        self.datapath = Datapath(loop, self.tap.fd, self.cfg.mac, self.mtu.value,
                                  self.guests.table)
         self.datapath.on_guests = self.guests.changed
         self.guests.on_promiscuous = self.datapath.set_promiscuous
@@ -145,7 +149,8 @@ class GroupRuntime:
 
     def _open(self, member: Member) -> None:
         assert self._loop is not None and self.datapath is not None
-        member.open(self._loop, self.datapath, self.cfg.mac, self.cfg.mtu, self._on_probe_frames)
+        member.open(self._loop, self.datapath, self.cfg.mac, self.mtu.value,
+                    self._on_probe_frames)
         self._configure(member)
         self.guests.accept_on(member)
 
@@ -238,6 +243,7 @@ class GroupRuntime:
         or renamed, the member fails like a pulled cable; a NIC that then takes the member's
         name (created, renamed or moved in) is isolated and taken back through the normal
         repair path. Events about the TAP and what is stacked on it go to guests' rules."""
+        self.mtu.link(info, deleted)
         if self.guests.link(info, deleted):
             return
         member = next((m for m in self.members.values()
@@ -274,6 +280,7 @@ class GroupRuntime:
         member.attaching = True
         try:
             await self._isolate(self.isolation.adopt, member.name)
+            await self.mtu.join(member.name)
             info = await loop.run_in_executor(None, netlink.get_link, member.name)
             if info is None or self.members.get(member.name) is not member:
                 raise IsolationError("it went away again")
@@ -306,10 +313,11 @@ class GroupRuntime:
                 if info is not None:
                     self.on_link(info, deleted=False)
 
-    async def _isolate(self, fn: Callable[..., None], *args: str | None) -> None:
-        """Run one isolation change off the event loop, after those asked for before it."""
+    async def _isolate(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run one isolation change off the event loop, after those asked for before it;
+        returns what ``fn`` returns."""
         async with self._isolating:
-            await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+            return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
     # -- reload ----------------------------------------------------------------------------------
     async def reload(self, cfg: GroupConfig) -> dict[str, list[str]]:
@@ -325,10 +333,12 @@ class GroupRuntime:
         added = {}
         for name in changes.members_added:
             await self._isolate(self.isolation.add_member, name)
+            await self.mtu.join(name)
             member = added[name] = Member(name, cfg.name)
             member.link = await loop.run_in_executor(None, netlink.get_link, name)
             assert self._loop is not None and self.datapath is not None
-            member.open(self._loop, self.datapath, cfg.mac, cfg.mtu, self._on_probe_frames)
+            member.open(self._loop, self.datapath, cfg.mac, self.mtu.value,
+                        self._on_probe_frames)
             self.guests.accept_on(member)
         await loop.run_in_executor(None, netlink.change_addresses, cfg.name,
                                    changes.addresses_added, changes.addresses_removed)

@@ -6,7 +6,8 @@ probes (read here, their frames handed to the
 group runtime), the MAC of the NIC it is bound to, the last link state netlink reported, and
 the frames the kernel dropped at its probe sockets. Opening and closing are written here once:
 :meth:`Member.open` at start, on a reload that adds the member and when a new NIC takes its
-name; :meth:`Member.close` when its NIC goes away, a reload removes it, and at stop.
+name; :meth:`Member.close` when its NIC goes away, a reload removes it, and at stop;
+:meth:`Member.reopen` when the group's MTU no longer fits its receive ring's slots.
 
 It decides nothing: what to open and when comes from the group runtime.
 """
@@ -23,7 +24,7 @@ from ipaddress import IPv4Address, IPv6Address
 from vnicbond.datapath import Datapath
 from vnicbond.system.netlink import LinkInfo
 from vnicbond.system.packet import ProbeSockets, accept_all, accept_mac, open_member_socket
-from vnicbond.system.ring import MemberRings
+from vnicbond.system.ring import MemberRings, rx_geometry
 
 log = logging.getLogger("vnicbond")
 
@@ -57,6 +58,7 @@ class Member:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._datapath: Datapath | None = None
         self._on_frames: FrameHandler | None = None
+        self._group_mac = b""
 
     @property
     def up(self) -> bool:
@@ -74,12 +76,34 @@ class Member:
         self.accepted, self.accepting_all = set(), False
         self.mac = sock.getsockname()[4]
         self._loop, self._datapath, self._on_frames = loop, datapath, on_frames
+        self._group_mac = group_mac
         if self.name in datapath.ports:  # a new NIC under the member's name
             datapath.attach(self.name, sock, rings, self.mac)
         else:
             datapath.add_port(self.name, sock, rings, self.mac)
         if self.link is not None:
             datapath.set_mtu(self.name, self.link.mtu)
+
+    def reopen(self, group_mtu: int) -> bool:
+        """The group's MTU is ``group_mtu`` now: if the receive ring's slots are not those
+        it needs, open a new data socket and rings and swap them in (the datapath's port keeps
+        its counters), then close the old ones; returns whether it did (the NIC then accepts
+        no guest MACs on it yet: the caller says which). Frames still in the old ring are
+        lost. Only while the member is open; raises OSError, the old socket kept, if the new
+        one cannot be opened."""
+        old_sock, old_rings, dp = self.sock, self.rings, self._datapath
+        if old_sock is None or old_rings is None or dp is None or self._loop is None:
+            return False
+        if old_rings.rx_geometry == rx_geometry(group_mtu):
+            return False
+        assert self._on_frames is not None
+        port = dp.ports.get(self.name)
+        if port is not None:
+            port.poll_kernel()  # the old socket's last count of kernel drops
+        self.open(self._loop, dp, self._group_mac, group_mtu, self._on_frames)
+        old_rings.close()
+        old_sock.close()
+        return True
 
     def configure(self, test_ip: IPAddress | None, probe_ip: IPAddress | None) -> None:
         """The member's test address (frames for it belong to the daemon, not the TAP) and

@@ -45,6 +45,7 @@ def group_status(rt: GroupRuntime, now: float) -> dict[str, Any]:
     return {
         "name": rt.cfg.name,
         "mode": rt.cfg.mode,
+        "mtu": rt.mtu.value,
         "state": group.state.value if group.state else "failed",
         "carrier": bool(group.carrier),
         "fdt_ms": rt.cfg.failure_detection_time_ms,

@@ -3,9 +3,11 @@
 For each member the daemon: drops the member's ingress in an nftables ``netdev`` table (packet
 sockets see frames before the ingress hook, so the daemon still reads everything while the
 host's ARP and IP never do), disables IPv6 on it (no router/neighbour solicitations or MLD
-from the member), and sets it administratively up.
+from the member), and sets it administratively up. It also raises a member's MTU to the
+group's when asked (:meth:`Isolation.set_mtu`; :mod:`vnicbond.core.mtu` decides when).
 
-Before touching anything it writes what it found to a state file beside the control socket.
+Before touching anything it writes what it found to a state file beside the control socket
+(a member's MTU the first time the daemon changes it).
 A clean exit restores from memory and deletes the file; a start-up that finds a file left by
 a dead instance restores from it first, so a ``kill -9`` leaves nothing behind for long.
 """
@@ -13,11 +15,12 @@ a dead instance restores from it first, so a ``kill -9`` leaves nothing behind f
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from vnicbond.system import netlink
 
@@ -35,6 +38,8 @@ class SavedMember:
     name: str
     was_up: bool
     disable_ipv6: str | None
+    #: The MTU it had before the daemon first changed it (None: never changed).
+    mtu: int | None = None
 
 
 def table_name(group: str) -> str:
@@ -125,8 +130,7 @@ class Isolation:
         self.saved = [s for s in self.saved if s.name != name]
         _nft(f"delete chain netdev {self.table} {_chain_name(name)}\n", check=False)
         if now_called is not None:
-            restore_saved(None, [SavedMember(now_called, s.was_up, s.disable_ipv6)
-                                 for s in saved])
+            restore_saved(None, [replace(s, name=now_called) for s in saved])
         with contextlib.suppress(OSError):
             self._write_state()
 
@@ -138,6 +142,21 @@ class Isolation:
         _nft(f"delete chain netdev {self.table} {_chain_name(name)}\n", check=False)
         restore_saved(None, saved)
         self._write_state()
+
+    def set_mtu(self, name: str, mtu: int) -> None:
+        """Set member ``name``'s MTU, recording the one it had first if this is the daemon's
+        first change to it (given back by :meth:`restore`, and after a crash). Raises OSError
+        with the kernel's reason if it refuses."""
+        saved = next((s for s in self.saved if s.name == name), None)
+        if saved is not None and saved.mtu is None:
+            info = netlink.get_link(name)
+            if info is None:
+                raise OSError(errno.ENODEV, f"no interface {name}")
+            if info.mtu == mtu:
+                return
+            saved.mtu = info.mtu
+            self._write_state()
+        netlink.set_mtu(name, mtu)
 
     @staticmethod
     def _record(name: str) -> SavedMember:
@@ -186,6 +205,11 @@ def restore_saved(table: str | None, saved: list[SavedMember]) -> None:
     if table is not None:
         _nft(f"delete table netdev {table}\n", check=False)
     for s in saved:
+        try:
+            if s.mtu is not None:
+                netlink.set_mtu(s.name, s.mtu)
+        except Exception:  # noqa: BLE001 - the member is gone, or its MTU cannot go back
+            pass
         try:
             if s.disable_ipv6 is not None:
                 _write_sysctl(SYSCTL_DISABLE_IPV6.format(s.name), s.disable_ipv6)

@@ -1,4 +1,4 @@
-"""Netlink: link state, addresses and routes.
+"""Netlink: link state and MTU, addresses and routes.
 
 Two halves. The synchronous helpers (pyroute2 ``IPRoute``) run before the event loop starts
 and after it stops: pyroute2 0.9's synchronous API cannot run inside a running loop. The
@@ -11,6 +11,8 @@ arrive as events. The one thing polled is a device's unicast address list
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from typing import Any
 
 from pyroute2 import IPRoute
 from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR
+from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTM_GETLINK, RTM_GETNEIGH, RTM_NEWNEIGH
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
@@ -138,6 +141,19 @@ def set_link_up(name: str, up: bool) -> None:
         idx = ipr.link_lookup(ifname=name)
         if idx:
             ipr.link("set", index=idx[0], state="up" if up else "down")
+
+
+def set_mtu(name: str, mtu: int) -> None:
+    """Set link ``name``'s MTU. Raises OSError with the kernel's errno if it refuses (a
+    macvlan above its lower device's MTU, a NIC's maximum: ``EINVAL``) or the link is gone."""
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=name)
+        if not idx:
+            raise OSError(errno.ENODEV, f"no interface {name}")
+        try:
+            ipr.link("set", index=idx[0], mtu=mtu)
+        except NetlinkError as e:
+            raise OSError(e.code, os.strerror(e.code)) from None
 
 
 def configure_addresses(ifname: str, addresses: Iterable[IPv4Interface | IPv6Interface],

@@ -173,6 +173,8 @@ class MemberRings:
         self.tx = Ring(whole[rx.size:rx.size + tx.size], tx, views=True)
         whole.release()
         self.size = rx.size + tx.size
+        #: The receive ring's shape (a group MTU it no longer fits needs new rings).
+        self.rx_geometry = rx
 
     def close(self) -> None:
         """Release the views and unmap the rings (the socket closes apart). Never raises: a
