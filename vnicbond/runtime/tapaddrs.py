@@ -5,8 +5,10 @@ A :class:`TapAddresses` owns the group's :class:`vnicbond.system.ifaddr.AddressW
 reads the TAP's addresses and routes once before the event loop runs (after the configured
 ones are on), then follows them from the loop, and hands every change to the engine
 (:meth:`vnicbond.core.engine.GroupEngine.addresses_read`, ``gateways_read``), whose effects
-the group runtime carries out. It logs what the system changed. It decides nothing: which
-addresses are data addresses and which gateways are probe targets is the core's.
+the group runtime carries out. It logs what the engine's events do not say: an address
+that left, a configured one removed by hand, the targets the routes give. It decides
+nothing: which addresses are data addresses and which gateways are probe targets is the
+core's.
 """
 
 from __future__ import annotations
@@ -81,9 +83,6 @@ class TapAddresses:
             for address in changes.removed:
                 if address not in changes.removed_by_hand:
                     log.info("%s: address %s left %s", self.group, address, self.group)
-            for address in changes.added:
-                log.info("%s: address %s on %s is a data address (%s)", self.group, address,
-                         self.group, self.engine.data.source(address))
             if changes.added and self.on_addresses is not None:
                 self.on_addresses()
             self.apply(effects)
