@@ -345,8 +345,13 @@ class GroupRuntime:
             assert self._loop is not None and self.datapath is not None
             member.open(self._loop, self.datapath, cfg.mac, cfg.mtu, self._on_probe_frames)
             self.guests.accept_on(member)
-        await loop.run_in_executor(None, netlink.change_addresses, cfg.name,
-                                   changes.addresses_added, changes.addresses_removed)
+        self.tap_addresses.pause()  # the engine hears of configured addresses before the kernel
+        try:
+            await loop.run_in_executor(None, netlink.change_addresses, cfg.name,
+                                       changes.addresses_added, changes.addresses_removed)
+        except BaseException:
+            self.tap_addresses.resume()
+            raise
         self.cfg = cfg
         self.members = {m.name: self.members.get(m.name) or added[m.name] for m in cfg.members}
         links = {name: m.up for name, m in self.members.items()}
@@ -356,4 +361,5 @@ class GroupRuntime:
         self._configure_all()
         self._warm_announcements()
         self.apply(effects)
+        self.tap_addresses.resume()
         return changes.summary()

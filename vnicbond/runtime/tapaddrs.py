@@ -63,6 +63,18 @@ class TapAddresses:
         loop.add_reader(self.watcher.fileno(), self.watcher.on_readable)
         self._changed(True, True)
 
+    def pause(self) -> None:
+        """Stop reading for a while (a reload changes the configured addresses: the engine
+        must hear of them as configured before the kernel reports them); the kernel's reports
+        wait in the socket."""
+        if self.watcher is not None and self._loop is not None:
+            self._loop.remove_reader(self.watcher.fileno())
+
+    def resume(self) -> None:
+        """Read again, starting with what waited."""
+        if self.watcher is not None and self._loop is not None:
+            self._loop.add_reader(self.watcher.fileno(), self.watcher.on_readable)
+
     def stop(self) -> None:
         """Stop following and close the socket. Never raises."""
         if self.watcher is None:
