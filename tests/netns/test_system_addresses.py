@@ -231,3 +231,18 @@ def test_ready_after_one_failure_detection_time_without_a_member(lab, make_bond,
                  what="the warning")
     assert json.loads(bond.cli("status", "--json", check=True).stdout)["groups"][0][
         "state"] == "failed"
+
+
+def test_a_dhcp_lease_in_load_spread(lab, make_bond, workdir, dhcp):
+    """The server answers the TAP's MAC (the client's hardware address), which load spreading
+    never sends with: the offer still reaches the TAP, and the lease is placed on a member."""
+    bond = make_bond(lab, **no_addresses(lab, mode="load-spread"))
+    macs = {m["name"]: m["mac"] for m in bond.status()["members"]}
+    client, v4 = lease(lab, bond, workdir)
+    try:
+        host = next(a["member"] for a in bond.status()["addresses"] if a["address"].startswith(v4))
+        assert host in macs
+        wait_ping(lab, lab.peer, v4)
+        assert macs[host] in lab.ns(lab.peer, "ip", "neigh", "show", v4, "dev", "p0").stdout
+    finally:
+        client.close()
