@@ -244,8 +244,8 @@ def account(ctx: Ctx, before: dict[str, Any], after: dict[str, Any],
     # kernel dropped some for a full socket buffer (then never more than were sent), or they
     # were longer than the group's MTU allows (then they count as oversize, which frames for
     # other destinations share: so the oversize count is the slack). (Active-backup only: in
-    # load spreading the group's MAC is foreign on the wire too, and a member delivers what
-    # comes for its own MAC.)
+    # load spreading the first active member delivers frames for the group's MAC, and each
+    # member what comes for its own MAC.)
     randoms = sent_to(peer, {"random"})
     a = d["members"][active]
     foreign = a["drops"]["foreign"]

@@ -43,22 +43,24 @@ def format_status(status: dict[str, Any]) -> str:
                             _human(m.get("tx_bytes", 0)) + "B",
                             _human(m.get("rx_bytes", 0)) + "B", flags])
         for a in g["addresses"]:
-            addresses.append([a["address"], g["name"], a["member"] or "-"])
+            addresses.append([a["address"], g["name"], a["member"] or "-",
+                              a.get("source", "-")])
     return "\n\n".join([
         table(["GROUP", "MODE", "STATE", "CARRIER", "ACTIVE", "FAILOVERS"], groups),
         table(["MEMBER", "GROUP", "STATE", "LINK", "PROBE", "TX", "RX", "TX_BYTES",
                 "RX_BYTES", "FLAGS"], members),
-        table(["ADDRESS", "GROUP", "MEMBER"], addresses),
+        table(["ADDRESS", "GROUP", "MEMBER", "SOURCE"], addresses),
     ])
 
 
 def format_targets(status: dict[str, Any]) -> str:
-    """Per member: how it is probed (like ``ipmpstat -t``)."""
+    """Per member: how its targets are chosen (``routes``, ``configured``, ``disabled``) and
+    which they are (like ``ipmpstat -t``)."""
     rows = []
     for g in status["groups"]:
         for m in g["members"]:
             targets = [t for t in g.get("targets", []) if t["member"] == m["name"]]
-            mode = "disabled" if m["probe"] == "disabled" else "probing"
+            mode = m.get("target_mode", "-")
             rows.append([m["name"], g["name"], mode, m.get("test_address") or "-",
                          " ".join(t["target"] for t in targets) or "-"])
     return table(["MEMBER", "GROUP", "MODE", "TESTADDR", "TARGETS"], rows)
@@ -86,14 +88,15 @@ def format_groups(status: dict[str, Any]) -> str:
 
 
 def format_addresses(status: dict[str, Any]) -> str:
-    """Per data address: up or down, inbound member, outbound members (``ipmpstat -a``)."""
+    """Per data address: up or down, inbound member, outbound members (``ipmpstat -a``),
+    and where it came from (``config``, or ``system``: DHCP, SLAAC, a script)."""
     rows = []
     for g in status["groups"]:
         outbound = " ".join(m["name"] for m in g["members"] if m["state"] == "active") or "-"
         for a in g["addresses"]:
             rows.append([a["address"], "up" if a["member"] else "down", g["name"],
-                         a["member"] or "-", outbound])
-    return table(["ADDRESS", "STATE", "GROUP", "INBOUND", "OUTBOUND"], rows)
+                         a["member"] or "-", outbound, a.get("source", "-")])
+    return table(["ADDRESS", "STATE", "GROUP", "INBOUND", "OUTBOUND", "SOURCE"], rows)
 
 
 def format_macs(status: dict[str, Any]) -> str:

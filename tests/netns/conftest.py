@@ -18,7 +18,7 @@ import pytest
 
 from vnicbond.lab import DATA_V4, DATA_V6, Bond, Lab, remove_stale
 
-REQUIRED_TOOLS = ("ip", "nft", "ping", "iperf3", "tcpdump")
+REQUIRED_TOOLS = ("ip", "nft", "ping", "iperf3", "tcpdump", "dnsmasq", "udhcpc")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

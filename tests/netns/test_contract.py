@@ -32,7 +32,7 @@ GROUP_KEYS = ["name", "mode", "mtu", "state", "carrier", "fdt_ms", "failback", "
               "failovers", "address_moves", "tap_dropped", "tap_drops", "members", "addresses",
               "targets", "answers_rate_limited", "macs", "macs_learned", "mac_evictions"]
 MEMBER_KEYS = ["name", "state", "link", "probe", "reason", "standby", "mac", "flows",
-               "flow_buckets", "test_address", "control", "tx_packets", "rx_packets",
+               "flow_buckets", "test_address", "target_mode", "control", "tx_packets", "rx_packets",
                "tx_bytes", "rx_bytes", "tx_dropped", "rx_dropped", "rx_filtered", "drops"]
 CONTROL_KEYS = ["received", "replies", "answered", "rate_limited", "ignored", "kernel"]
 RX_FILTERED = ["inactive", "foreign", "looped", "daemon"]
@@ -40,13 +40,13 @@ RX_ERRORS = ["runt", "oversize", "tap_write", "error", "kernel"]
 TX_REASONS = ["tx_oversize", "tx_invalid", "tx_congested", "tx_error"]
 DROP_KEYS = RX_FILTERED + RX_ERRORS + TX_REASONS
 TAP_DROP_KEYS = ["runt", "no_member", "bad_source", "read_error"]
-ADDRESS_KEYS = ["address", "member"]
+ADDRESS_KEYS = ["address", "member", "source"]
 TARGET_KEYS = ["member", "target", "rtt_ms", "lost", "sent"]
 GUEST_MAC_KEYS = ["mac", "member", "age_s", "source"]
 #: Member fields whose values a scenario determines (the rest are counters, and ``flows``,
 #: which in load spreading counts whatever the TAP's own stack happened to send).
-MEMBER_FIELDS = ["name", "state", "link", "probe", "reason", "standby", "test_address", "mac",
-                 "flow_buckets"]
+MEMBER_FIELDS = ["name", "state", "link", "probe", "reason", "standby", "test_address",
+                 "target_mode", "mac", "flow_buckets"]
 GROUP_FIELDS = ["name", "mode", "state", "carrier", "fdt_ms", "failback", "active",
                 "failovers", "address_moves", "macs", "macs_learned", "mac_evictions"]
 
@@ -135,6 +135,7 @@ def check_shape(doc: dict[str, Any]) -> dict[str, Any]:
     for a in g["addresses"]:
         assert list(a) == ADDRESS_KEYS, a
         assert type(a["address"]) is str and (a["member"] is None or type(a["member"]) is str)
+        assert a["source"] in ("config", "system"), a
     for t in g["targets"]:
         assert list(t) == TARGET_KEYS, t
         assert type(t["member"]) is str and type(t["target"]) is str
@@ -163,7 +164,9 @@ def status(lab: Lab, bond: Bond) -> dict[str, Any]:
 
 
 def fields(g: dict[str, Any]) -> dict[str, Any]:
-    """The values of the group a scenario determines (its counters aside)."""
+    """The values of the group a scenario determines (its counters aside). Every scenario's
+    addresses are the configured ones (the TAP's IPv6 link-local address is no data address)."""
+    assert [a["source"] for a in g["addresses"]] == ["config"] * len(g["addresses"])
     return {**{k: g[k] for k in GROUP_FIELDS},
             "members": [{k: m[k] for k in MEMBER_FIELDS} for m in g["members"]],
             "addresses": [(a["address"], a["member"]) for a in g["addresses"]],
@@ -173,8 +176,10 @@ def fields(g: dict[str, Any]) -> dict[str, Any]:
 def member(name: str, state: str, mac: str, *, link: str = "up", probe: str = "disabled",
            reason: str | None = None, test_address: str | None = None,
            flow_buckets: int = 0) -> dict[str, Any]:
+    # The scenarios' members with a test address probe the configured targets.
     return {"name": name, "state": state, "link": link, "probe": probe, "reason": reason,
-            "standby": False, "test_address": test_address, "mac": mac,
+            "standby": False, "test_address": test_address,
+            "target_mode": "configured" if test_address else "disabled", "mac": mac,
             "flow_buckets": flow_buckets}
 
 

@@ -81,14 +81,16 @@ def test_status_views(lab, make_bond):
     assert groups[0].split() == ["GROUP", "MODE", "STATE", "FDT", "MEMBERS"]
     assert groups[1].split() == ["ipmp0", "active-backup", "ok", "1s", "m0", "(m1)"]
     addresses = bond.cli("status", "addresses", check=True).stdout.splitlines()
-    assert addresses[1].split() == [f"{DATA_V4}/24", "up", "ipmp0", "m0", "m0"]
+    assert addresses[0].split() == ["ADDRESS", "STATE", "GROUP", "INBOUND", "OUTBOUND",
+                                    "SOURCE"]
+    assert addresses[1].split() == [f"{DATA_V4}/24", "up", "ipmp0", "m0", "m0", "config"]
     lab.link_down(0)
     lab.wait_for(lambda: bond.active() == "m1", timeout=3, what="failover")
     groups = bond.cli("status", "groups", check=True).stdout.splitlines()
     assert groups[1].split() == ["ipmp0", "active-backup", "degraded", "1s", "[m0]", "m1"]
     lab.link_up(0)
     targets = bond.cli("status", "targets", check=True).stdout.splitlines()
-    assert targets[1].split() == ["m0", "ipmp0", "probing", "198.18.0.21/24", PEER_V4]
+    assert targets[1].split() == ["m0", "ipmp0", "configured", "198.18.0.21/24", PEER_V4]
     assert targets[2].split() == ["m1", "ipmp0", "disabled", "-", "-"]
     for view in ("groups", "members", "addresses", "targets"):
         out = bond.cli("status", view, check=True).stdout

@@ -46,7 +46,8 @@ def group(name: str, members: list[dict[str, Any]], addresses: list[str],
     return {"name": name, "mode": "active-backup", "state": state, "carrier": carrier,
             "fdt_ms": 10000, "failback": True, "active": active, "failovers": failovers,
             "address_moves": 0, "tap_dropped": 0, "members": members,
-            "addresses": [{"address": a, "member": active} for a in addresses]}
+            "addresses": [{"address": a, "member": active, "source": "config"}
+                          for a in addresses]}
 
 
 def typical() -> dict[str, Any]:
@@ -117,9 +118,9 @@ def test_format_status_lists_every_group_member_and_address_aligned() -> None:
     assert rows[0][7].endswith("GB") and rows[1][7].endswith("GB")
 
     names, rows = parse_table(address_t)
-    assert names == ["ADDRESS", "GROUP", "MEMBER"]
-    assert rows == [["198.18.0.10/24", "ipmp0", "enp2s0"],
-                    ["2001:db8::10/64", "ipmp0", "enp2s0"]]
+    assert names == ["ADDRESS", "GROUP", "MEMBER", "SOURCE"]
+    assert rows == [["198.18.0.10/24", "ipmp0", "enp2s0", "config"],
+                    ["2001:db8::10/64", "ipmp0", "enp2s0", "config"]]
 
 
 def test_format_status_small_counters_are_exact() -> None:
@@ -149,7 +150,7 @@ def test_format_status_group_without_active_member() -> None:
         ["failed", "down", "disabled", "0", "0", "0B", "0B"],
         ["offline", "up", "disabled", "0", "0", "0B", "0B"]]
     _, rows = parse_table(address_t)
-    assert rows == [["198.18.0.10/24", "ipmp0", "-"]]
+    assert rows == [["198.18.0.10/24", "ipmp0", "-", "config"]]
 
 
 def test_format_status_several_groups() -> None:
@@ -160,7 +161,7 @@ def test_format_status_several_groups() -> None:
     assert [r[0] for r in parse_table(group_t)[1]] == ["ipmp0", "ipmp1"]
     assert [(r[0], r[1]) for r in parse_table(member_t)[1]] == [
         ("enp1s0", "ipmp0"), ("enp2s0", "ipmp0"), ("eth9", "ipmp1")]
-    assert parse_table(address_t)[1][-1] == ["198.19.0.10/24", "ipmp1", "eth9"]
+    assert parse_table(address_t)[1][-1] == ["198.19.0.10/24", "ipmp1", "eth9", "config"]
 
 
 def test_format_status_long_names_widen_their_column() -> None:

@@ -252,6 +252,21 @@ def test_bare_address_gets_host_prefix() -> None:
     )
 
 
+@pytest.mark.parametrize("addresses", ["", "    addresses: []\n"])
+def test_addresses_may_be_absent_or_empty(addresses: str) -> None:
+    """A bond whose addresses all come from DHCP, SLAAC or scripts configures none."""
+    text = f"groups:\n  - name: g\n{addresses}    members: [{{name: m0}}]\n"
+    assert parse_config(text).groups[0].addresses == ()
+
+
+def test_route_without_addresses_is_on_link_or_via_a_v6_link_local() -> None:
+    """With no addresses, only routes that need no address of the group are accepted."""
+    text = ("groups:\n  - name: g\n    routes: [{to: 10.2.0.0/16}, "
+            "{to: '2001:db8:9::/48', via: 'fe80::1'}]\n    members: [{name: m0}]\n")
+    routes = parse_config(text).groups[0].routes
+    assert [r.via for r in routes] == [None, ip_address("fe80::1")]
+
+
 def test_routes_variants() -> None:
     config = parse_config(
         group_doc(
@@ -361,13 +376,6 @@ ERROR_CASES: list[tuple[str, str, int, str, str]] = [
         "required key is missing",
     ),
     (
-        "missing addresses",
-        "groups:\n  - name: g\n    members: [{name: m0}]\n",
-        2,
-        "groups[0].addresses",
-        "required key is missing",
-    ),
-    (
         "missing members",
         "log_level: info\ngroups:\n  - name: g\n    addresses: [10.0.0.1/24]\n",
         3,
@@ -420,11 +428,20 @@ ERROR_CASES: list[tuple[str, str, int, str, str]] = [
     ("mac list", group_doc("    mac: [2, 0]"), 4, "groups[0].mac", "expected a MAC"),
     # --- addresses
     (
-        "addresses empty",
-        "groups:\n  - name: g\n    addresses: []\n    members: [{name: m0}]\n",
+        "route via with no addresses",
+        "groups:\n  - name: g\n    routes: [{to: default, via: 198.18.0.1}]\n"
+        "    members: [{name: m0}]\n",
         3,
-        "groups[0].addresses",
-        "at least one address",
+        "groups[0].routes[0].via",
+        "needs an IPv4 address of the group on its network in 'addresses'",
+    ),
+    (
+        "route via v6 with only v4 addresses",
+        group_doc("    routes: [{to: default, via: '2001:db8::1'}]").replace(
+            ", 2001:db8::10/64", ""),
+        4,
+        "groups[0].routes[0].via",
+        "needs an IPv6 address",
     ),
     (
         "addresses scalar",

@@ -210,11 +210,6 @@ ERRORS: list[tuple[str, str, str]] = [
         "<string>:2: groups[0].name: required key is missing",
     ),
     (
-        "missing addresses",
-        groups("- name: ipmp0", "  members: [{name: m0}]"),
-        "<string>:2: groups[0].addresses: required key is missing",
-    ),
-    (
         "missing members",
         HEAD,
         "<string>:2: groups[0].members: required key is missing",
@@ -241,9 +236,12 @@ ERRORS: list[tuple[str, str, str]] = [
         "<string>:1: groups: at least one group is required",
     ),
     (
-        "addresses empty",
-        groups("- name: ipmp0", "  addresses: []", "  members: [{name: m0}]"),
-        "<string>:3: groups[0].addresses: at least one address is required",
+        "route with no addresses",
+        groups("- name: ipmp0", "  routes: [{to: default, via: 198.18.0.1}]",
+               "  members: [{name: m0}]"),
+        "<string>:3: groups[0].routes[0].via: gateway 198.18.0.1 needs an IPv4 address of the "
+        "group on its network in 'addresses' (the group has none configured; a route through "
+        "an address that DHCP or SLAAC brings is theirs to add)",
     ),
     (
         "members empty",

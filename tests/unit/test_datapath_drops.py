@@ -384,7 +384,7 @@ RX_CASES: dict[str, dict[str, list[tuple[str, bytes]]]] = {
         "inactive": [("c", frame(MACS["c"])), ("c", frame(BROADCAST)),
                      ("b", frame(BROADCAST)), ("b", frame(MCAST6))],
         "foreign": [("a", frame(OTHER_MAC)), ("a", frame(MACS["b"])), ("b", frame(MACS["a"])),
-                    ("b", frame(MACS["c"]))],
+                    ("b", frame(MACS["c"])), ("b", UNICAST)],
         "daemon": [
             ("a", frame(MACS["a"], ethertype=0x0800, body=ipv4(PEER4, TEST4_A))),
             ("a", frame(MACS["a"], ethertype=0x0806,
@@ -394,7 +394,8 @@ RX_CASES: dict[str, dict[str, list[tuple[str, bytes]]]] = {
         ],
         "looped": [("a", frame(BROADCAST, GROUP_MAC)), ("a", frame(BROADCAST, MACS["a"])),
                    ("a", frame(MCAST6, MACS["b"])), ("a", frame(MCAST4, MACS["c"]))],
-        "tap_write": [("a", frame(MACS["a"])), ("a", frame(BROADCAST)), ("b", frame(MACS["b"]))],
+        "tap_write": [("a", frame(MACS["a"])), ("a", frame(BROADCAST)), ("b", frame(MACS["b"])),
+                      ("a", UNICAST)],
     },
 }
 

@@ -616,7 +616,9 @@ class Traffic:
     def deliverable(self, member: str, dst: bytes) -> bool:
         if self.mode == "active-backup":
             return member == "a" and dst in (GROUP_MAC, BROADCAST)
-        return member in "ab" and (dst == MACS[member] or (dst == BROADCAST and member == "a"))
+        # The TAP's own MAC too, from the first member (a DHCP server's answer to its chaddr).
+        return member in "ab" and (dst == MACS[member]
+                                   or (dst in (BROADCAST, GROUP_MAC) and member == "a"))
 
     def wire(self) -> None:
         rng, rig = self.rng, self.rig

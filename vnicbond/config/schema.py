@@ -4,7 +4,8 @@ Owns :func:`parse_config` and :func:`load_config` and the rules they apply on to
 generic :class:`~vnicbond.config.reader.NodeReader`: the keys of each mapping, which are
 required, the type and range of each value, and the rules across values (no interface name
 or address used twice, gateways on-link, routes unique, probe targets fitting the method,
-at least one member not standby). Single values are spelled as
+at least one member not standby; ``addresses`` may be empty or absent, for a bond whose
+addresses come from DHCP, SLAAC or scripts). Single values are spelled as
 :mod:`vnicbond.config.values` says; the results are :mod:`vnicbond.config.settings`
 objects. Nothing here touches the running system (:mod:`vnicbond.config.check` does).
 
@@ -125,9 +126,13 @@ def _gateway_problem(
     if via.is_unspecified or via.is_multicast or via.is_loopback:
         return f"{via} cannot be a gateway"
     same_family = [a for a in addresses if a.version == via.version]
+    link_local_v6 = via.version == 6 and via.is_link_local
+    if not same_family and not link_local_v6:
+        return (f"gateway {via} needs an IPv{via.version} address of the group on its network "
+                f"in 'addresses' (the group has none configured; a route through an address "
+                f"that DHCP or SLAAC brings is theirs to add)")
     if any(a.ip == via for a in same_family):
         return f"gateway {via} is one of the group's own addresses"
-    link_local_v6 = via.version == 6 and via.is_link_local
     if not link_local_v6 and not any(via in a.network for a in same_family):
         own = ", ".join(str(a) for a in addresses)
         return f"gateway {via} is not on-link for any of the group's addresses ({own})"
@@ -246,7 +251,7 @@ class _Builder(NodeReader):
         return MetricsConfig(listen=self.convert(listen_node, listen_key, parse_listen, listen))
 
     def group(self, node: Node, key: str) -> GroupConfig:
-        values = self.mapping(node, key, _GROUP_KEYS, required=("name", "addresses", "members"))
+        values = self.mapping(node, key, _GROUP_KEYS, required=("name", "members"))
         sub = {name: f"{key}.{name}" for name in _GROUP_KEYS}
         name = self.ifname(values["name"], sub["name"])
         self.claim_ifname(name, values["name"], sub["name"], "group", key)
@@ -261,16 +266,12 @@ class _Builder(NodeReader):
         else:
             kwargs["mac"] = default_mac(name)
 
-        addresses = tuple(
-            self.interface_address(item, f"{sub['addresses']}[{i}]", "address")
-            for i, item in enumerate(
-                self.sequence(
-                    values["addresses"],
-                    sub["addresses"],
-                    non_empty="at least one address is required",
-                )
+        addresses: tuple[IPInterface, ...] = ()
+        if "addresses" in values:
+            addresses = tuple(
+                self.interface_address(item, f"{sub['addresses']}[{i}]", "address")
+                for i, item in enumerate(self.sequence(values["addresses"], sub["addresses"]))
             )
-        )
         kwargs["addresses"] = addresses
 
         if "routes" in values:

@@ -128,8 +128,10 @@ class GroupConfig:
     """MTU of the TAP device (68 to 65535); every member needs at least this MTU."""
     mac: bytes
     """The TAP device's 6-byte MAC address; unicast, never all-zero (see :func:`default_mac`)."""
-    addresses: tuple[IPv4Interface | IPv6Interface, ...]
-    """The group's data addresses with their prefixes; at least one, no duplicates."""
+    addresses: tuple[IPv4Interface | IPv6Interface, ...] = ()
+    """The data addresses the daemon puts on the TAP, with their prefixes; no duplicates.
+    May be empty: every address the system puts on the TAP (DHCP, SLAAC, scripts) is a data
+    address too."""
     routes: tuple[Route, ...] = ()
     """Routes installed through the TAP device."""
     failure_detection_time_ms: int = 1000

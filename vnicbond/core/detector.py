@@ -183,18 +183,34 @@ class Detector:
                 m = _Member(name, {t: TargetStats(t) for t in targets})
                 self._begin(m, links.get(name, False), now)
             else:
-                m.targets = {t: m.targets.get(t) or TargetStats(t) for t in targets}
-                if not m.probing:
-                    m.probe, m.fail_reason = DISABLED, ""
-                elif m.probe == DISABLED:
-                    m.probe = UNKNOWN if m.link_up else FAILED
-                    m.next_send = now
+                self._set_targets(m, targets, now)
             kept[name] = m
         self._members = kept
         out: list[Output] = []
         for m in kept.values():
             out.extend(self._evaluate(m, now, Cause.RELOAD))
         return self._settle(out, now)
+
+    def retarget(self, members: Sequence[tuple[str, Iterable[str]]], now: float
+                 ) -> list[Output]:
+        """The members' targets changed (the routes' gateways did): targets that stay keep
+        their state and statistics, a member that starts probing is innocent until its
+        probes say otherwise, one that stops is judged by its link alone (cause ``probe``)."""
+        self._now = now
+        out: list[Output] = []
+        for name, targets in members:
+            m = self._members[name]
+            self._set_targets(m, targets, now)
+            out.extend(self._evaluate(m, now, Cause.PROBE))
+        return self._settle(out, now)
+
+    def _set_targets(self, m: _Member, targets: Iterable[str], now: float) -> None:
+        m.targets = {t: m.targets.get(t) or TargetStats(t) for t in targets}
+        if not m.probing:
+            m.probe, m.fail_reason = DISABLED, ""
+        elif m.probe == DISABLED:
+            m.probe = UNKNOWN if m.link_up else FAILED
+            m.next_send = now
 
     def link(self, member: str, up: bool, now: float) -> list[Output]:
         """The member's link went up or down."""

@@ -16,6 +16,8 @@ input                   what it is
 :meth:`tick`            the time reached :meth:`next_deadline`
 :meth:`set_offline`     the operator takes a member out of service or puts it back
 :meth:`reconfigure`     a reload's new configuration for the group
+:meth:`addresses_read`  the addresses on the TAP, as the kernel has them now
+:meth:`gateways_read`   the gateways of the routes through the TAP in the main table
 ======================  ==============================================================
 
 and effects come out, for the group runtime (:mod:`vnicbond.runtime.group`) to carry out in
@@ -45,6 +47,7 @@ from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv6Address
 
 from vnicbond.config import GroupConfig
+from vnicbond.core.addresses import AddressChanges, DataAddresses, TapAddress
 from vnicbond.core.detector import Detector, HealthChanged, Output, ProbeAnswered, SendProbe
 from vnicbond.core.events import Event
 from vnicbond.core.group import ACTIVE_BACKUP, LOAD_SPREAD, Group
@@ -67,7 +70,7 @@ from vnicbond.core.model import (
     SetSpread,
 )
 from vnicbond.core.prober import Prober, ProbingMember, TokenBucket
-from vnicbond.core.targets import member_targets
+from vnicbond.core.targets import IPAddress, member_targets
 
 #: Answers for a member's test address: per second, and at once.
 ANSWER_RATE = 100.0
@@ -92,9 +95,13 @@ class GroupEngine:
     def __init__(self, cfg: GroupConfig, rng: random.Random | None = None,
                  token: bytes | None = None, ident: int | None = None) -> None:
         self.cfg = cfg
-        self.addresses = [str(a) for a in cfg.addresses]
+        #: The data addresses: the configured ones and the system's (:mod:`.addresses`).
+        self.data = DataAddresses([str(a) for a in cfg.addresses])
+        self.addresses = self.data.data()
         self.group = Group(cfg.name, [(m.name, m.standby) for m in cfg.members],
                            self.addresses, failback=cfg.failback, mode=cfg.mode)
+        #: The gateways of the routes through the TAP (None: not read yet).
+        self.gateways: tuple[IPAddress, ...] | None = None
         self.targets = member_targets(cfg)
         self.detector = Detector(self._detector_members(), cfg.failure_detection_time_ms, rng)
         self.prober = Prober(cfg.probe.method, [], token, ident)
@@ -172,6 +179,30 @@ class GroupEngine:
         capture, an upper device with extra MACs; the members must accept every frame."""
         return list(self.guests.set_tap_promiscuous(on))
 
+    def addresses_read(self, addresses: Iterable[TapAddress], now: float
+                       ) -> tuple[AddressChanges, list[Effect]]:
+        """The kernel's whole view of the TAP's addresses now: the data addresses follow
+        (:mod:`vnicbond.core.addresses`); new ones are placed and announced, cause
+        ``system``. Returns what changed, for the log, and the effects."""
+        changes = self.data.read(addresses)
+        if not changes.added and not changes.removed:
+            return changes, []
+        self.addresses = self.data.data()
+        return changes, self._decided(self.group.set_addresses(self.addresses, Cause.SYSTEM),
+                                      now)
+
+    def gateways_read(self, gateways: Iterable[IPAddress], now: float) -> list[Effect]:
+        """The gateways of the routes through the TAP in the kernel's main table now: with no
+        targets configured they are the probe targets (:mod:`vnicbond.core.targets`), and the
+        members probe them from now on; targets that stay keep their statistics."""
+        self.gateways = tuple(dict.fromkeys(gateways))
+        targets = member_targets(self.cfg, self.gateways)
+        if targets == self.targets:
+            return []
+        self.targets = targets
+        self._reprobe()
+        return self._detected(self.detector.retarget(self._detector_members(), now), now)
+
     def set_offline(self, member: str, offline: bool, now: float) -> tuple[bool, list[Effect]]:
         """Take ``member`` out of service (its traffic moves first) or put it back; returns
         whether anything changed. Raises :class:`AdminRefused` for the last usable member."""
@@ -194,8 +225,9 @@ class GroupEngine:
         ``cfg``. Decides once, with cause ``reload``, and reports the reload."""
         names = [m.name for m in cfg.members]
         self.cfg = cfg
-        self.addresses = [str(a) for a in cfg.addresses]
-        self.targets = member_targets(cfg)
+        self.data.reconfigure([str(a) for a in cfg.addresses])
+        self.addresses = self.data.data()
+        self.targets = member_targets(cfg, self.gateways)
         self.macs = {m: macs[m] for m in names}
         self.guests.failback = cfg.failback
         self.answer_limit = {m: self.answer_limit.get(m) or TokenBucket(ANSWER_RATE, ANSWER_BURST)

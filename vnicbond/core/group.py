@@ -159,6 +159,25 @@ class Group:
             actions.append(Announce(self.active, tuple(added)))
         return actions
 
+    def set_addresses(self, addresses: list[str], cause: Cause) -> list[Action]:
+        """The data addresses changed at run time (the system added or removed some on the
+        TAP): new ones are placed and announced from the member that hosts them, with
+        ``cause``; the others stay where they are (load spreading evens out as ever)."""
+        added = [a for a in addresses if a not in self.addresses]
+        if not added and len(addresses) == len(self.addresses):
+            return []
+        self.addresses = tuple(addresses)
+        if self.mode == LOAD_SPREAD:
+            self.home = home_placement(self.addresses,
+                                       [m.name for m in self._order if not m.standby],
+                                       keep=self.home)
+            self.hosts = {a: self.hosts.get(a) for a in self.addresses}
+            return self._spread(cause, changed=True)
+        if self.active is None or not added:
+            return []
+        return [*(AddressMoved(a, None, self.active, cause) for a in added),
+                Announce(self.active, tuple(added))]
+
     def set_offline(self, member: str, offline: bool) -> list[Action]:
         """The administrator takes ``member`` out of service, or puts it back."""
         m = self._members[member]
@@ -223,7 +242,9 @@ class Group:
         self.carrier = on
         return [SetCarrier(on)]
 
-    def _spread(self, cause: Cause) -> list[Action]:
+    def _spread(self, cause: Cause, changed: bool = False) -> list[Action]:
+        """Load spreading's decision; ``changed``: the data addresses changed, so the table
+        is set again even if nothing moved (a removed address leaves it)."""
         old_active = set(self.spread)
         usable = [m for m in self._order if m.usable]
         usable_names = {m.name for m in usable}
@@ -243,7 +264,7 @@ class Group:
         hosts = place(self.addresses, active, self.hosts, self.home, self.failback)
         actions = self._member_states(set(active), cause)
         moved = [a for a in self.addresses if hosts[a] != self.hosts[a]]
-        if active != self.spread or moved or cause is Cause.START:
+        if active != self.spread or moved or changed or cause is Cause.START:
             actions.append(SetSpread(active, tuple(hosts.items())))
         actions.extend(AddressMoved(a, self.hosts[a], hosts[a], cause) for a in moved)
         self.spread, self.hosts = active, hosts

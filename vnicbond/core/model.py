@@ -38,6 +38,7 @@ class Cause(StrEnum):
     PROBE = "probe"
     ADMIN = "admin"
     RELOAD = "reload"
+    SYSTEM = "system"  # the system put an address on the TAP (DHCP, SLAAC, a script)
 
 
 @dataclass(frozen=True, slots=True)

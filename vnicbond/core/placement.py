@@ -8,7 +8,9 @@ functions take any hashable items, not only addresses.
 Rules:
 
 * **Home**: with every non-standby member active, address i goes to the member with the fewest
-  addresses so far (ties: configuration order). That is where failback returns it.
+  addresses so far (ties: configuration order). That is where failback returns it. When
+  addresses come and go at run time (the system's own, a DHCP lease), the others keep their
+  homes and a new one's home is the member with the fewest homes.
 * **Sticky**: an address whose member is still active stays there; only the addresses of a
   member that left move, each to the active member with the fewest (ties: preference order).
 * **Failback**: with ``failback`` an address whose home member is active again goes home.
@@ -31,17 +33,27 @@ def fewest(counts: dict[str, int], order: Sequence[str]) -> str:
     return min(order, key=lambda m: (counts[m], order.index(m)))
 
 
-def home_placement(addresses: Sequence[K], members: Sequence[str]) -> dict[K, str]:
-    """Each address's home among ``members`` (the non-standby members, in preference order)."""
+def home_placement(addresses: Sequence[K], members: Sequence[str],
+                   keep: dict[K, str] | None = None) -> dict[K, str]:
+    """Each address's home among ``members`` (the non-standby members, in preference order).
+    With ``keep`` (the homes so far), an address keeps its home there if that is one of
+    ``members``; the others are placed after them."""
     if not members:
         return {}
     counts = dict.fromkeys(members, 0)
     home = {}
     for address in addresses:
-        member = fewest(counts, members)
-        home[address] = member
-        counts[member] += 1
-    return home
+        kept = keep.get(address) if keep else None
+        if kept in counts:
+            assert kept is not None
+            home[address] = kept
+            counts[kept] += 1
+    for address in addresses:
+        if address not in home:
+            member = fewest(counts, members)
+            home[address] = member
+            counts[member] += 1
+    return {a: home[a] for a in addresses}
 
 
 def place(addresses: Sequence[K], active: Sequence[str], current: dict[K, str | None],

@@ -116,7 +116,10 @@ class SpreadLoops:
 
     def _on_member_spread(self: Datapath, port: Port) -> None:
         """Frames for the member's own MAC go to the TAP with the TAP's MAC as destination;
-        broadcasts and multicasts only from the first active member; none from ourselves."""
+        broadcasts and multicasts only from the first active member; none from ourselves.
+        Unicast for the TAP's own MAC (a DHCP server answering the client's hardware address)
+        also comes from the first active member only: that MAC is never a source on the
+        wire in load spreading, so the switch floods such frames to every member."""
         rx = port.rx
         if rx is None:
             return
@@ -179,8 +182,9 @@ class SpreadLoops:
                     # by the member that hands broadcasts to the TAP.
                     dst = frame[DST:DST + 6].tobytes()
                     host = mac_ports.get(dst)
-                    if host is port or (host is None and flood and self.promiscuous
-                                        and dst not in self.own_macs):
+                    if host is port or (host is None and flood and (
+                            dst == self.group_mac
+                            or (self.promiscuous and dst not in self.own_macs))):
                         ok = True
                     else:
                         drops["foreign"] += 1

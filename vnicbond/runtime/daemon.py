@@ -26,6 +26,7 @@ from vnicbond import control
 from vnicbond.config import Config, check_system
 from vnicbond.core.engine import AdminRefused
 from vnicbond.core.events import EventLog
+from vnicbond.core.readiness import Readiness
 from vnicbond.core.reload import needs_restart
 from vnicbond.runtime import status
 from vnicbond.runtime.group import GroupRuntime
@@ -137,15 +138,14 @@ class Daemon:
         self.watcher.overrun = self._resync
         loop.add_reader(self.watcher.fileno(), self.watcher.on_readable)
         try:
+            started = time.monotonic()
             for rt in self.groups:
                 rt.start(loop)
             if self.config.metrics.listen is not None:
                 self._start_metrics(loop, self.config.metrics.listen)
             self.server = control.ControlServer(self.config.control.socket, self._handle)
             await self.server.start()
-            _notify_systemd("READY=1")
-            log.info("ready: %s", ", ".join(
-                f"{rt.name} ({len(rt.cfg.members)} members)" for rt in self.groups))
+            await self._until_ready(stop, started)
             await stop.wait()
             log.info("stopping")
         finally:
@@ -155,6 +155,42 @@ class Daemon:
                 rt.stop()
             if self.server is not None:
                 await self.server.close()
+
+    async def _until_ready(self, stop: asyncio.Event, started: float) -> None:
+        """Wait until every group's TAP has its carrier, or has waited one failure detection
+        time since ``started`` (:mod:`vnicbond.core.readiness`), then tell systemd and log
+        ``ready``; return at once if told to stop first."""
+        readiness = Readiness({rt.name: rt.cfg.failure_detection_time_ms for rt in self.groups},
+                              started)
+        changed = asyncio.Event()
+        for rt in self.groups:
+            rt.on_carrier = lambda on: changed.set()
+        try:
+            while True:
+                carriers = {rt.name: bool(rt.engine.group.carrier) for rt in self.groups}
+                now = time.monotonic()
+                if stop.is_set():
+                    return
+                if readiness.ready(carriers, now):
+                    break
+                deadline = readiness.deadline(carriers)
+                changed.clear()
+                waits = {asyncio.ensure_future(changed.wait()),
+                         asyncio.ensure_future(stop.wait())}
+                _, pending = await asyncio.wait(
+                    waits, timeout=None if deadline is None else max(0.0, deadline - now),
+                    return_when=asyncio.FIRST_COMPLETED)
+                for task in pending:
+                    task.cancel()
+        finally:
+            for rt in self.groups:
+                rt.on_carrier = None
+        _notify_systemd("READY=1")
+        log.info("ready: %s", ", ".join(
+            f"{rt.name} ({len(rt.cfg.members)} members)" for rt in self.groups))
+        for name in readiness.waited_for(carriers):
+            log.warning("%s: no member can carry traffic after the failure detection time; "
+                        "ready all the same (the carrier comes on when one can)", name)
 
     def _start_metrics(self, loop: asyncio.AbstractEventLoop, listen: tuple[str, int]) -> None:
         """Serve Prometheus metrics (imported only when configured: clients stay light)."""

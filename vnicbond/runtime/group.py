@@ -20,6 +20,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from ipaddress import ip_interface
 from typing import Any
 
 from vnicbond.config import GroupConfig
@@ -41,6 +42,7 @@ from vnicbond.datapath import Datapath
 from vnicbond.runtime.guests import TapGuests
 from vnicbond.runtime.member import Member
 from vnicbond.runtime.mtu import GroupMtu
+from vnicbond.runtime.tapaddrs import TapAddresses
 from vnicbond.system import netlink
 from vnicbond.system.isolation import Isolation, IsolationError
 from vnicbond.system.netlink import LinkInfo
@@ -66,6 +68,12 @@ class GroupRuntime:
         self.members = {m.name: Member(m.name, cfg.name) for m in cfg.members}
         #: The guests behind the TAP (a bridge's VMs, macvlans) and their MACs.
         self.guests = TapGuests(cfg, self.engine, self.apply, spawn)
+        #: The TAP's addresses and routes as the system configures them, followed.
+        self.tap_addresses = TapAddresses(cfg.name, self.engine, self.apply)
+        self.tap_addresses.on_addresses = self._warm_announcements
+        self.tap_addresses.on_targets = self._configure_all
+        #: Called with the TAP's carrier whenever the engine switches it (readiness).
+        self.on_carrier: Callable[[bool], None] | None = None
         self.isolation = Isolation(cfg.name, [m.name for m in cfg.members], state_file)
         self.tap: Tap | None = None
         self.datapath: Datapath | None = None
@@ -76,8 +84,6 @@ class GroupRuntime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None
-        #: Packed data address -> its text form, for the datapath's lookups.
-        self._packed = {a.ip.packed: str(a) for a in cfg.addresses}
         #: Isolation changes run in worker threads, one at a time and in the order asked
         #: (a NIC's release must not land after its successor's adoption).
         self._isolating = asyncio.Lock()
@@ -115,6 +121,7 @@ class GroupRuntime:
         self.tap.up()
         routes = [(str(r.to), str(r.via) if r.via else None) for r in cfg.routes]
         netlink.configure_addresses(cfg.name, cfg.addresses, routes)
+        self.tap_addresses.open()
         for member in self.members.values():
             member.link = netlink.get_link(member.name)
 
@@ -134,6 +141,7 @@ class GroupRuntime:
         links = {name: m.up for name, m in self.members.items()}
         macs = {name: m.mac for name, m in self.members.items()}
         self.apply(self.engine.start(links, macs, time.monotonic()))
+        self.tap_addresses.start(loop)
         self.guests.start(loop)
 
     def stop(self) -> None:
@@ -142,6 +150,7 @@ class GroupRuntime:
             self._timer.cancel()
             self._timer = None
         self.guests.stop()
+        self.tap_addresses.stop()
         for member in self.members.values():
             member.close()
         if self.datapath is not None:
@@ -159,6 +168,11 @@ class GroupRuntime:
         test = next(m.test_address for m in self.cfg.members if m.name == member.name)
         member.configure(test.ip if test else None, self.engine.probe_address(member.name))
 
+    def _configure_all(self) -> None:
+        """Every member's probing as the engine has it now (its targets changed)."""
+        for member in self.members.values():
+            self._configure(member)
+
     def _warm_announcements(self) -> None:
         """Build every announcement now (and import scapy), not in the middle of a failover."""
         for address in self.engine.addresses:
@@ -174,11 +188,12 @@ class GroupRuntime:
                 case SetForwarding(tx=tx, rx=rx):
                     self.datapath.set_forwarding(tx, rx)
                 case SetSpread(active=active, hosts=hosts):
-                    by_text = dict(hosts)
-                    self.datapath.set_spread(active, {ip: by_text[text]
-                                                      for ip, text in self._packed.items()})
+                    self.datapath.set_spread(active, {ip_interface(text).ip.packed: member
+                                                      for text, member in hosts})
                 case SetCarrier(on=on):
                     self.tap.set_carrier(on)
+                    if self.on_carrier is not None:
+                        self.on_carrier(on)
                 case SendAnnouncement(member=member, mac=mac, addresses=addresses):
                     for address in addresses:
                         self.datapath.send_frame(member, announcement(mac, address))
@@ -340,17 +355,21 @@ class GroupRuntime:
             member.open(self._loop, self.datapath, cfg.mac, self.mtu.value,
                         self._on_probe_frames)
             self.guests.accept_on(member)
-        await loop.run_in_executor(None, netlink.change_addresses, cfg.name,
-                                   changes.addresses_added, changes.addresses_removed)
+        self.tap_addresses.pause()  # the engine hears of configured addresses before the kernel
+        try:
+            await loop.run_in_executor(None, netlink.change_addresses, cfg.name,
+                                       changes.addresses_added, changes.addresses_removed)
+        except BaseException:
+            self.tap_addresses.resume()
+            raise
         self.cfg = cfg
-        self._packed = {a.ip.packed: str(a) for a in cfg.addresses}
         self.members = {m.name: self.members.get(m.name) or added[m.name] for m in cfg.members}
         links = {name: m.up for name, m in self.members.items()}
         macs = {name: m.mac for name, m in self.members.items()}
         effects = self.engine.reconfigure(cfg, links, macs, time.monotonic())
         self.guests.reconfigure(cfg)
-        for member in self.members.values():
-            self._configure(member)
+        self._configure_all()
         self._warm_announcements()
         self.apply(effects)
+        self.tap_addresses.resume()
         return changes.summary()

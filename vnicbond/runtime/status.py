@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from vnicbond.core.targets import target_mode
 from vnicbond.runtime.group import GroupRuntime
 from vnicbond.wire.mac import format_mac
 
@@ -36,6 +37,7 @@ def group_status(rt: GroupRuntime, now: float) -> dict[str, Any]:
             "flows": len(port.flows) if port else 0,
             "flow_buckets": share.get(m.name, 0),
             "test_address": str(m.test_address) if m.test_address else None,
+            "target_mode": target_mode(rt.cfg, m.name),
             # The frames on the member's probe sockets by outcome ("control" for users).
             "control": {**engine.frames[m.name], "kernel": member.probe_kernel_drops()},
             **counters,
@@ -56,7 +58,8 @@ def group_status(rt: GroupRuntime, now: float) -> dict[str, Any]:
         "tap_dropped": dp.tap_dropped if dp else 0,
         "tap_drops": dict(dp.tap_drops) if dp else {},
         "members": members,
-        "addresses": [{"address": a, "member": hosts[a]} for a in engine.addresses],
+        "addresses": [{"address": a, "member": hosts[a], "source": engine.data.source(a)}
+                      for a in engine.addresses],
         "targets": [
             {"member": m.name, "target": t.target, "rtt_ms": t.rtt_ms, "lost": t.lost,
              "sent": t.sent}
