@@ -46,10 +46,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=getattr(logging, config.log_level.upper()), stream=sys.stderr,
         format="%(asctime)s vnicbond[%(process)d] %(levelname)s %(message)s")
-    logging.getLogger("pyroute2").setLevel(logging.WARNING)  # its debug output is per message
     from vnicbond.control import ControlError
     from vnicbond.runtime.daemon import Daemon
     from vnicbond.system.isolation import IsolationError
+
+    # Its debug output is per message. (After the import: importing pyroute2 resets it to 0.)
+    logging.getLogger("pyroute2").setLevel(logging.WARNING)
 
     try:
         Daemon(config, user=args.user).run()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -32,6 +33,7 @@ from vnicbond.runtime.group import GroupRuntime
 from vnicbond.system import privilege
 from vnicbond.system.isolation import recover_stale
 from vnicbond.system.netlink import LinkInfo, LinkWatcher
+from vnicbond.system.tap import Tap, check_device
 
 log = logging.getLogger("vnicbond")
 
@@ -61,6 +63,9 @@ class Daemon:
         self._undo: list[Callable[[], None]] = []
         self._reloading = False
         self._tasks: set[asyncio.Future[Any]] = set()
+        #: The daemon got ready; it is exiting on an error (not a planned stop).
+        self._ready = False
+        self._failed = False
 
     # -- lifecycle ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -74,6 +79,9 @@ class Daemon:
             uvloop.run(self.serve())
         except Stop:
             log.info("stopped during start-up")
+        except BaseException:
+            self._failed = True
+            raise
         finally:
             for s in previous:
                 signal.signal(s, signal.SIG_IGN)  # finish cleaning up whatever arrives now
@@ -101,8 +109,10 @@ class Daemon:
                 log.warning("group %s: restored member settings left by dead instance %d",
                             rt.name, pid)
         check_system(self.config)
+        for rt in self.groups:  # refuse a device of a group's name that is not a TAP first
+            check_device(rt.name)
         for rt in self.groups:
-            self._undo.append(rt.create_tap().close)
+            self._undo.append(functools.partial(self._close_tap, rt.create_tap()))
         if self.user is not None:
             account = privilege.resolve_user(self.user)
             control.prepare_socket_dir(self.config.control.socket, account.pw_uid,
@@ -116,6 +126,15 @@ class Daemon:
         for rt in self.groups:
             self._undo.append(rt.isolation.restore)
             rt.configure_system()
+
+    def _close_tap(self, tap: Tap) -> None:
+        """A planned stop removes the TAP (if vnicbond made it); an exit on an error keeps one
+        that was in service or adopted, as a crash would, for the next start to adopt."""
+        if self._failed and (self._ready or tap.adopted):
+            log.warning("group %s: keeping the TAP for the next start", tap.name)
+            tap.detach()
+        else:
+            tap.close()
 
     def teardown(self) -> None:
         """Undo everything :meth:`setup` did, newest first. Never raises."""
@@ -144,6 +163,7 @@ class Daemon:
             self.server = control.ControlServer(self.config.control.socket, self._handle)
             await self.server.start()
             _notify_systemd("READY=1")
+            self._ready = True
             log.info("ready: %s", ", ".join(
                 f"{rt.name} ({len(rt.cfg.members)} members)" for rt in self.groups))
             await stop.wait()

@@ -66,6 +66,8 @@ class GroupRuntime:
         #: The guests behind the TAP (a bridge's VMs, macvlans) and their MACs.
         self.guests = TapGuests(cfg, self.engine, self.apply, spawn)
         self.isolation = Isolation(cfg.name, [m.name for m in cfg.members], state_file)
+        #: The record saying the TAP is vnicbond's (:mod:`vnicbond.system.tap`).
+        self.tap_record = os.path.splitext(state_file)[0] + ".tap"
         self.tap: Tap | None = None
         self.datapath: Datapath | None = None
         #: metrics.RttHistogram when metrics are on: fed with every counted probe reply.
@@ -88,17 +90,24 @@ class GroupRuntime:
 
     # -- before the event loop -----------------------------------------------------------------
     def create_tap(self) -> Tap:
-        """Create the group's TAP: the one step that may need root's access to /dev/net/tun."""
+        """Create the group's TAP, or adopt the one a crash left (:mod:`vnicbond.system.tap`):
+        the one step that may need root's access to /dev/net/tun."""
         try:
-            self.tap = Tap(self.cfg.name, self.cfg.mac, self.cfg.mtu)
+            self.tap = Tap.open(self.cfg.name, self.cfg.mac, self.cfg.mtu, self.tap_record)
         except OSError as e:
             hint = ""
             if e.errno in (errno.EACCES, errno.EPERM) and os.geteuid() != 0:
                 hint = (f" (uid {os.geteuid()} may not open /dev/net/tun: make it accessible, "
                         "as most distributions do with mode 0666, or start as root with "
                         "--user NAME)")
+            elif e.errno == errno.EBUSY:
+                hint = f" (another process has {self.cfg.name} open)"
             raise RuntimeError(f"group {self.cfg.name}: cannot create TAP device: "
                                f"{e.strerror or e}{hint}") from None
+        if self.tap.adopted:
+            log.warning("group %s: adopted the existing TAP %s (index %d%s)", self.name,
+                        self.tap.name, self.tap.index,
+                        "" if self.tap.ours else ", not made by vnicbond: left in place on stop")
         self.guests.attach(self.tap.name)
         return self.tap
 

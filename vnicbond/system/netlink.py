@@ -11,14 +11,16 @@ arrive as events. The one thing polled is a device's unicast address list
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv6Interface
 from typing import Any
 
 from pyroute2 import IPRoute
 from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR
+from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTM_GETLINK, RTM_GETNEIGH, RTM_NEWNEIGH
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
@@ -142,16 +144,30 @@ def set_link_up(name: str, up: bool) -> None:
 
 def configure_addresses(ifname: str, addresses: Iterable[IPv4Interface | IPv6Interface],
                         routes: Iterable[tuple[str, str | None]]) -> None:
-    """Put data addresses and routes on ``ifname`` (``routes``: (destination CIDR, gateway))."""
+    """Put data addresses and routes on ``ifname`` (``routes``: (destination CIDR, gateway));
+    those already there (an adopted TAP kept them) are left as they are."""
     with IPRoute() as ipr:
         index = ipr.link_lookup(ifname=ifname)[0]
         for addr in addresses:
-            ipr.addr("add", index=index, address=str(addr.ip), prefixlen=addr.network.prefixlen)
+            with _unless_exists():
+                ipr.addr("add", index=index, address=str(addr.ip),
+                         prefixlen=addr.network.prefixlen)
         for dst, via in routes:
             kwargs: dict[str, object] = {"dst": dst, "oif": index}
             if via:
                 kwargs["gateway"] = via
-            ipr.route("add", **kwargs)
+            with _unless_exists():
+                ipr.route("add", **kwargs)
+
+
+@contextlib.contextmanager
+def _unless_exists() -> Iterator[None]:
+    """Ignore the kernel's "File exists" (EEXIST) for an address or route already there."""
+    try:
+        yield
+    except NetlinkError as e:
+        if e.code != errno.EEXIST:
+            raise
 
 
 def change_addresses(ifname: str, add: Iterable[IPv4Interface | IPv6Interface],
