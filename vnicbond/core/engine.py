@@ -16,6 +16,8 @@ input                   what it is
 :meth:`tick`            the time reached :meth:`next_deadline`
 :meth:`set_offline`     the operator takes a member out of service or puts it back
 :meth:`reconfigure`     a reload's new configuration for the group
+:meth:`resume`          instead of :meth:`start`: new code takes over (``vnicbond
+                        upgrade``) from the old code's :meth:`snapshot`
 ======================  ==============================================================
 
 and effects come out, for the group runtime (:mod:`vnicbond.runtime.group`) to carry out in
@@ -43,6 +45,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv6Address
+from typing import Any
 
 from vnicbond.config import GroupConfig
 from vnicbond.core.detector import Detector, HealthChanged, Output, ProbeAnswered, SendProbe
@@ -117,6 +120,38 @@ class GroupEngine:
         self.macs = dict(macs)
         self._reprobe()
         return self._decided(self.group.start(self.detector.start(links, now)), now)
+
+    def snapshot(self) -> dict[str, Any]:
+        """What code taking over the running daemon keeps of the group's decisions
+        (``vnicbond upgrade``), as JSON: the detector's and the election's state and the
+        counters."""
+        return {"detector": self.detector.snapshot(), "group": self.group.snapshot(),
+                "failovers": self.failovers, "address_moves": self.address_moves,
+                "frames": self.frames}
+
+    def resume(self, kept: dict[str, Any], links: dict[str, bool], macs: dict[str, bytes],
+               now: float) -> list[Effect]:
+        """:meth:`start` for code taking over the running daemon, from :meth:`snapshot`'s:
+        the members' health and the election go on where they were, with cause ``upgrade``,
+        and so do the counters. Raises ValueError if ``kept`` is malformed; the engine may
+        then be half-resumed: start a new one."""
+        try:
+            failovers, moves = int(kept["failovers"]), int(kept["address_moves"])
+            frames = {str(m): {str(k): int(v) for k, v in dict(c).items()}
+                      for m, c in dict(kept["frames"]).items()}
+            detector, group = dict(kept["detector"]), dict(kept["group"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"the engine's state is malformed: {e!r}") from None
+        self.macs = dict(macs)
+        self._reprobe()
+        healthy = self.detector.resume(detector, links, now)
+        actions = self.group.resume(group, healthy)
+        self.failovers, self.address_moves = failovers, moves
+        for member, counts in frames.items():
+            if member in self.frames:
+                self.frames[member].update((k, v) for k, v in counts.items()
+                                           if k in FRAME_OUTCOMES)
+        return self._decided(actions, now)
 
     def link(self, member: str, up: bool, now: float) -> list[Effect]:
         """``member``'s link went up or down (a NIC that went away counts as down)."""

@@ -38,6 +38,11 @@ class Cause(StrEnum):
     PROBE = "probe"
     ADMIN = "admin"
     RELOAD = "reload"
+    UPGRADE = "upgrade"  # new code took over the running daemon (``vnicbond upgrade``)
+
+
+#: The causes of a process's first decision: the datapath is new and must be told everything.
+FIRST = (Cause.START, Cause.UPGRADE)
 
 
 @dataclass(frozen=True, slots=True)
