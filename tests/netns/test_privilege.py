@@ -147,6 +147,22 @@ def test_run_user_drops_to_two_capabilities_and_fails_over(lab, make_bond, unpri
     _left_clean(lab)
 
 
+def test_run_user_upgrades_in_place_keeping_its_two_capabilities(lab, make_bond, unprivileged):
+    bond = _bond(lab, make_bond, unprivileged)
+    bond.start(extra=("--user", "nobody"), python=unprivileged.python)
+    wait_ping(lab, lab.peer, DATA_V4)
+    pid = bond.daemon_pid()
+    upgraded = bond.cli("upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr + bond.tail()
+    assert bond.daemon_pid() == pid and bond.request("status")["upgrades"] == 1
+    caps = _caps(pid)
+    assert caps["Uid"] == NOBODY
+    assert caps["CapEff"] == caps["CapPrm"] == caps["CapAmb"] == caps["CapBnd"] == TWO_CAPS
+    _basic_failover(lab, bond)
+    assert bond.stop() == 0
+    _left_clean(lab)
+
+
 def test_started_unprivileged_with_ambient_capabilities_fails_over(lab, make_bond, unprivileged,
                                                                    tun_for_all):
     bond = _bond(lab, make_bond, unprivileged)

@@ -113,6 +113,7 @@ def _serve(datapaths: dict[str, Datapath], sock: socket.socket) -> int:
     signal.set_wakeup_fd(-1)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     for sig in (signal.SIGHUP, signal.SIGUSR2):
         signal.signal(sig, signal.SIG_IGN)
     keep = {0, 1, 2, sock.fileno()}

@@ -39,6 +39,10 @@ from vnicbond.system.tap import Tap, check_device
 log = logging.getLogger("vnicbond")
 
 
+#: The signals that stop the daemon (a planned stop: everything is undone).
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+#: How long an upgrade waits, stop signals held back, for one that came just before.
+SIGNAL_GRACE = 0.01
 #: How long the installed code's ``vnicbond check`` may take before an upgrade.
 PREFLIGHT_TIMEOUT = 30.0
 
@@ -78,17 +82,21 @@ class Daemon:
         self.upgrades = 0
         self._upgrading = False
         self._listener: socket.socket | None = None
+        self._stop: asyncio.Event | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def run(self) -> None:
         """Set up, serve until SIGTERM/SIGINT, tear down. Raises on set-up failure."""
         import uvloop
 
-        previous = {s: signal.signal(s, self._raise_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        previous = {s: signal.signal(s, self._raise_stop) for s in STOP_SIGNALS}
         for s in (signal.SIGHUP, signal.SIGUSR2):
             previous[s] = signal.signal(s, signal.SIG_IGN)
         try:
             self.setup()
+            # An upgrade's previous code blocked them across the exec (see _exec_new_code):
+            # one that came meanwhile stops the daemon now, with everything to undo known.
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
             uvloop.run(self.serve())
         except Stop:
             log.info("stopped during start-up")
@@ -151,6 +159,7 @@ class Daemon:
         handover, self.handover = self.handover, None
         if handover is None:
             return False
+        self.upgrades = handover.upgrades  # (the code was replaced, state kept or not)
         why = handover.problem(self.config)
         try:
             if why is None:
@@ -170,7 +179,6 @@ class Daemon:
             handover.own(tap.fd)
             self._undo.append(functools.partial(self._close_tap, tap))
         self.handover = handover
-        self.upgrades = handover.upgrades
         self.started = float(handover.state.get("started", self.started))
         with contextlib.suppress(ValueError, KeyError, TypeError):
             self.events.restore(handover.state["events"])
@@ -213,7 +221,7 @@ class Daemon:
     async def serve(self) -> None:
         """The event loop's life: start the groups and the control socket, wait for a stop."""
         loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
+        stop = self._stop = asyncio.Event()
         for s in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(s, stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
@@ -381,7 +389,7 @@ class Daemon:
         except BaseException:
             self._upgrading = False
             raise
-        asyncio.get_running_loop().call_soon(self._exec_new_code)
+        asyncio.get_running_loop().call_soon(self._hold_stops)
         return {"pid": os.getpid(), "version": __version__, "upgrades": self.upgrades}
 
     async def _preflight(self) -> None:
@@ -411,10 +419,22 @@ class Daemon:
 
         self._spawn(run())
 
+    def _hold_stops(self) -> None:
+        """Before the exec: from now on a stop signal waits for the new code, which undoes
+        everything once it knows what to undo. One that came just before is seen by the loop
+        in the moment :meth:`_exec_new_code` waits, and cancels the upgrade."""
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        asyncio.get_running_loop().call_later(SIGNAL_GRACE, self._exec_new_code)
+
     def _exec_new_code(self) -> None:
         """Hand over and execute the installed code. While it starts, a bridge child
         forwards (:mod:`vnicbond.runtime.bridge`). Returns only if the exec failed: this code
         then goes on."""
+        if self._stop is not None and self._stop.is_set():
+            log.info("upgrade: cancelled by a stop")
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+            self._upgrading = False
+            return
         try:
             groups, fds = [], []
             for rt in self.groups:
@@ -427,6 +447,7 @@ class Daemon:
                      "groups": groups, "control": listener}
         except Exception as e:  # noqa: BLE001 - a bug here must not end the daemon
             log.error("upgrade: cannot hand over: %r; nothing changed", e)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
             self._upgrading = False
             return
         log.info("upgrade: handing over to the installed code (%s)", sys.executable)
@@ -443,6 +464,7 @@ class Daemon:
         except OSError as e:
             log.error("upgrade: cannot execute %s: %s; going on with the running code",
                       sys.executable, e.strerror or e)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         cursors = bridge.finish(*forked) if forked is not None else None
         for name, dp in datapaths.items():
             if cursors is not None and name in cursors:

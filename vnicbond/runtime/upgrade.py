@@ -76,7 +76,8 @@ class Handover:
     @property
     def upgrades(self) -> int:
         """In-place upgrades of this daemon so far, this one included."""
-        return int(self.state.get("upgrades", 0)) + 1
+        kept = self.state.get("upgrades", 0)
+        return (kept if isinstance(kept, int) else 0) + 1
 
     def problem(self, config: Any) -> str | None:
         """Why the hand-over cannot be used with ``config`` (a
