@@ -10,10 +10,11 @@ meanwhile) and the bridge's socket (:mod:`vnicbond.runtime.bridge`, forwarding m
 The environment variable :data:`ENV` names the memory file and those descriptors.
 
 The new code (:func:`take`) reads it back, and :meth:`Handover.problem` says whether it can be
-used with the configuration as it reads now: the same process, the same format, the same
-groups with the same mode, MAC, MTU and members. If it cannot, or any piece of it turns out
-wrong, the daemon starts as after a crash (:meth:`Handover.abandon` closes what was inherited
-and stops the bridge first): the persistent TAP is adopted and the members isolated again.
+used with the configuration as it reads now (:mod:`vnicbond.core.handover`: the same process,
+the same format, the same groups with the same mode, MAC, MTU and members). If it cannot, or
+any piece of it turns out wrong, the daemon starts as after a crash (:meth:`Handover.abandon`
+closes what was inherited and stops the bridge first): the persistent TAP is adopted and the
+members isolated again.
 What a group hands over, and going on from it, are the group runtime's
 (:meth:`vnicbond.runtime.group.GroupRuntime.handover`); the decisions' state is the engine's
 (:meth:`vnicbond.core.engine.GroupEngine.snapshot`).
@@ -29,6 +30,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from vnicbond.config import Config
+from vnicbond.core.handover import FORMAT, handover_problem
 from vnicbond.runtime import bridge
 
 log = logging.getLogger("vnicbond")
@@ -36,8 +39,6 @@ log = logging.getLogger("vnicbond")
 #: The environment variable: ``MEMFD:FD,FD,...`` (the hand-over's memory file, then every
 #: descriptor inherited with it).
 ENV = "VNICBOND_HANDOVER"
-#: The hand-over's layout; new code refuses another (and starts as after a crash).
-FORMAT = 1
 
 
 def exec_new_code(state: dict[str, Any], fds: list[int]) -> None:
@@ -79,25 +80,10 @@ class Handover:
         kept = self.state.get("upgrades", 0)
         return (kept if isinstance(kept, int) else 0) + 1
 
-    def problem(self, config: Any) -> str | None:
-        """Why the hand-over cannot be used with ``config`` (a
-        :class:`vnicbond.config.Config`), or None."""
-        state = self.state
-        if state.get("format") != FORMAT:
-            return f"hand-over format {state.get('format')!r}, this code reads {FORMAT}"
-        if state.get("pid") != os.getpid():
-            return "the hand-over was written by another process"
-        groups = state.get("groups")
-        if not isinstance(groups, list) or [g.get("name") for g in groups if
-                                            isinstance(g, dict)] != [g.name for g in
-                                                                      config.groups]:
-            return "the configuration's groups changed"
-        for kept, cfg in zip(groups, config.groups, strict=True):
-            for key, now in (("mode", cfg.mode), ("mac", cfg.mac.hex()), ("mtu", cfg.mtu),
-                             ("members", [m.name for m in cfg.members])):
-                if kept.get(key) != now:
-                    return f"group {cfg.name}'s {key} changed in the configuration"
-        return None
+    def problem(self, config: Config) -> str | None:
+        """Why the hand-over cannot be taken over with ``config``, or None
+        (:func:`vnicbond.core.handover.handover_problem`)."""
+        return handover_problem(self.state, config, os.getpid())
 
     def group(self, name: str) -> dict[str, Any]:
         """What group ``name`` handed over."""

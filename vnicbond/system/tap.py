@@ -196,20 +196,14 @@ class Tap:
         if found is not None and (why := refusal(name, found)) is not None:
             raise RuntimeError(why)  # (checked again: it may have appeared since)
         ours = found is None or is_ours(_read_record(record), name, found.index)
-        if found is None:
-            _write_record(record, name, None)  # before it exists: a crash cannot orphan it
+        tap = cls(name, -1, found.index if found else 0, ours, found is not None, record)
         try:
-            fd = os.open(TUN_DEVICE, os.O_RDWR | os.O_CLOEXEC)
-        except OSError:
             if found is None:
-                with contextlib.suppress(OSError):
-                    os.unlink(record)
-            raise
-        tap = cls(name, fd, found.index if found else 0, ours, found is not None, record)
-        try:
-            fcntl.ioctl(fd, TUNSETIFF, _ifreq(name, FLAGS))
+                _write_record(record, name, None)  # before it exists: a crash cannot orphan it
+            tap.fd = os.open(TUN_DEVICE, os.O_RDWR | os.O_CLOEXEC)
+            fcntl.ioctl(tap.fd, TUNSETIFF, _ifreq(name, FLAGS))
             if found is None:
-                fcntl.ioctl(fd, TUNSETPERSIST, 1)
+                fcntl.ioctl(tap.fd, TUNSETPERSIST, 1)
                 tap.index = socket.if_nametoindex(name)
                 _write_record(record, name, tap.index)
             tap._configure(mac, mtu)
@@ -267,15 +261,15 @@ class Tap:
     def close(self) -> None:
         """The planned end (a stop): remove the TAP if it is ours (it stops being persistent
         and goes with the descriptor, and so does its record); leave someone else's in place.
-        Never raises for a TAP already closed."""
-        if self.fd < 0:
-            return
+        Never raises."""
         if self.ours:
-            with contextlib.suppress(OSError):
-                fcntl.ioctl(self.fd, TUNSETPERSIST, 0)
+            if self.fd >= 0:
+                with contextlib.suppress(OSError):
+                    fcntl.ioctl(self.fd, TUNSETPERSIST, 0)
             if self._record is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(self._record)
+                self._record = None
         self.detach()
 
     def detach(self) -> None:
