@@ -14,7 +14,21 @@ import pytest
 
 import vnicbond
 from tests.netns.test_lifecycle import add_by_hand, ifindex, snapshot, still_there
-from vnicbond.lab import DATA_V4, PEER_V4, Bond, Lab, PingLog, iperf, ping_stream, stop, wait_ping
+from vnicbond.lab import (
+    BRIDGED_ADDRESSES,
+    DATA_V4,
+    PEER_V4,
+    Bond,
+    Lab,
+    PingLog,
+    Stack,
+    iperf,
+    ping_stream,
+    stop,
+    unreachable,
+    wait_ping,
+)
+from vnicbond.lab.l2 import Filters, nic_filters
 
 #: The longest a 10 ms ping from the peer may go unanswered during an upgrade (the target is
 #: under 100 ms; the bound leaves room for a loaded machine).
@@ -92,6 +106,45 @@ def test_sigusr2_upgrades_and_the_decisions_and_events_carry_over(lab, make_bond
         ("m0", "offline", "upgrade"), ("m1", "active", "upgrade")}
     assert st["failovers"] == 1  # the move to m1 was counted once, before the upgrade
     assert lab.ping_ok(lab.peer, DATA_V4)
+
+
+@pytest.mark.parametrize("mode", ["active-backup", "load-spread"])
+def test_vms_behind_the_bond_keep_their_macs_and_members_across_an_upgrade(
+        lab, make_bond, workdir, mode):
+    stack = Stack(lab).bridge(ipv6=False)
+    vms = [stack.add_vm(), stack.add_vm()]
+    bond = make_bond(lab, mode=mode, addresses=list(BRIDGED_ADDRESSES))
+    idle = member_filters(lab)
+    stack.enslave("ipmp0")  # ipmp0 becomes a bridge port: the members accept everything
+    lab.wait_for(lambda: all(f.promiscuity > idle[m].promiscuity
+                             for m, f in member_filters(lab).items()),
+                 what="the members to be promiscuous for the bridge")
+    assert unreachable(lab, [(lab.peer, vm.v4) for vm in vms]) == []
+    placed = {m["mac"]: m["member"] for m in bond.status()["macs"]}
+    filters = member_filters(lab)
+    assert len(placed) >= 2 and all(placed.values())
+    pings = workdir / "ping.log"
+    with open(pings, "w") as out:
+        ping = ping_stream(lab, lab.peer, vms[1].v4, 0.01, output=out)
+        try:
+            time.sleep(1)
+            upgraded = bond.cli("upgrade")
+            time.sleep(1)
+        finally:
+            stop(ping, signal.SIGINT)
+    assert upgraded.returncode == 0, upgraded.stderr
+    log = PingLog.parse(pings.read_text())
+    assert log.longest_gap() < GAP_BOUND and log.received, pings.read_text()
+    # Right after the upgrade, before any guest spoke again, they are known where they were.
+    assert {m["mac"]: m["member"] for m in bond.status()["macs"]} == placed
+    assert unreachable(lab, [(lab.peer, vm.v4) for vm in vms]) == []
+    # The sockets kept what their NICs accept: nothing asked for twice, nothing dropped.
+    assert member_filters(lab) == filters
+
+
+def member_filters(lab: Lab) -> dict[str, Filters]:
+    """The members' receive filters now."""
+    return {m: nic_filters(lab, lab.host, m) for m in ("m0", "m1")}
 
 
 def _answers(bond: Bond) -> bool:

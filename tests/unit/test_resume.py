@@ -163,3 +163,20 @@ def test_the_mac_table_keeps_its_macs_and_their_ages() -> None:
     with pytest.raises(ValueError, match="not a MAC"):
         MacTable(3, 300.0).restore({"learned": [["02", 1.0]], "registered": [],
                                     "evictions": 0})
+
+
+def test_load_spreading_puts_each_guest_mac_back_on_its_member() -> None:
+    cfg = config(probe=False, mode="load-spread", addresses="[198.18.0.10/24, 198.18.0.11/24]")
+    w = Wire(cfg)
+    first, second = bytes.fromhex("02cc00000001"), bytes.fromhex("02cc00000002")
+    w.call(w.engine.macs_changed, [first, second], [])
+    hosts = dict(w.engine.guests.hosts)
+    assert set(hosts.values()) == {"m0", "m1"}
+    # The new code's table reports them least recently heard first: maybe the other order.
+    again = fresh(cfg)
+    again.macs_changed([second, first], [], w.now)
+    assert again.guests.hosts != hosts  # what placing them afresh would do
+    engine, _ = handed_over(w)
+    engine.macs_changed([second, first], [], w.now)
+    assert engine.guests.hosts == hosts
+    assert engine.guests.home == w.engine.guests.home

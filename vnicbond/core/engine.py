@@ -123,18 +123,19 @@ class GroupEngine:
 
     def snapshot(self) -> dict[str, Any]:
         """What code taking over the running daemon keeps of the group's decisions
-        (``vnicbond upgrade``), as JSON: the detector's and the election's state and the
-        counters."""
+        (``vnicbond upgrade``), as JSON: the detector's and the election's state, where the
+        guest MACs live, and the counters."""
         return {"detector": self.detector.snapshot(), "group": self.group.snapshot(),
-                "failovers": self.failovers, "address_moves": self.address_moves,
-                "frames": self.frames}
+                "guests": self.guests.snapshot(), "failovers": self.failovers,
+                "address_moves": self.address_moves, "frames": self.frames}
 
     def resume(self, kept: dict[str, Any], links: dict[str, bool], macs: dict[str, bytes],
                now: float) -> list[Effect]:
         """:meth:`start` for code taking over the running daemon, from :meth:`snapshot`'s:
         the members' health and the election go on where they were, with cause ``upgrade``,
-        and so do the counters. Raises ValueError if ``kept`` is malformed; the engine may
-        then be half-resumed: start a new one."""
+        and so do the counters; guest MACs reported again go back to their members. Raises
+        ValueError if ``kept`` is malformed; the engine may then be half-resumed: start a new
+        one."""
         try:
             failovers, moves = int(kept["failovers"]), int(kept["address_moves"])
             frames = {str(m): {str(k): int(v) for k, v in dict(c).items()}
@@ -144,6 +145,7 @@ class GroupEngine:
             raise ValueError(f"the engine's state is malformed: {e!r}") from None
         self.macs = dict(macs)
         self._reprobe()
+        self.guests.resume(dict(kept.get("guests", {})))
         healthy = self.detector.resume(detector, links, now)
         actions = self.group.resume(group, healthy)
         self.failovers, self.address_moves = failovers, moves

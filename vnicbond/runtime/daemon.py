@@ -179,7 +179,8 @@ class Daemon:
             handover.own(tap.fd)
             self._undo.append(functools.partial(self._close_tap, tap))
         self.handover = handover
-        self.started = float(handover.state.get("started", self.started))
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            self.started = float(handover.state["started"])
         with contextlib.suppress(ValueError, KeyError, TypeError):
             self.events.restore(handover.state["events"])
         fd = handover.state.get("control")

@@ -71,6 +71,7 @@ class GroupRuntime:
         #: The record saying the TAP is vnicbond's (:mod:`vnicbond.system.tap`).
         self.tap_record = os.path.splitext(state_file)[0] + ".tap"
         self.tap: Tap | None = None
+        self._tap_link: LinkInfo | None = None
         self.datapath: Datapath | None = None
         #: metrics.RttHistogram when metrics are on: fed with every counted probe reply.
         self.rtt: Any = None
@@ -136,6 +137,8 @@ class GroupRuntime:
         netlink.configure_addresses(cfg.name, cfg.addresses, routes)
         for member in self.members.values():
             member.link = netlink.get_link(member.name)
+        # An adopted TAP may already be a bridge port, with no event to say so.
+        self._tap_link = netlink.get_link(cfg.name)
 
     # -- in the event loop -----------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop, kept: dict[str, Any] | None = None
@@ -161,6 +164,8 @@ class GroupRuntime:
             self.apply(self.engine.start(links, macs, time.monotonic()))
         else:
             self._resume(kept, links, macs)
+        if self._tap_link is not None:
+            self.guests.link(self._tap_link, deleted=False)  # its promiscuity as found
         self.guests.start(loop)
 
     # -- taking over from the daemon's previous code (vnicbond upgrade) ---------------------
@@ -194,18 +199,20 @@ class GroupRuntime:
                         self.name, member.name, e)
             return False
         try:
-            rings = MemberRings(sock, Geometry(*kept["rx"]), Geometry(*kept["tx"]),
-                                create=False)
-            rings.rx.head = int(kept["rx_head"]) % rings.rx.count
-            rings.tx.head = int(kept["tx_head"]) % rings.tx.count
             accepted = {bytes.fromhex(mac) for mac in kept["accepted"]}
+            everything = bool(kept["accepting_all"])
+            heads = int(kept["rx_head"]), int(kept["tx_head"])
+            rx, tx = Geometry(*kept["rx"]), Geometry(*kept["tx"])
+            rings = MemberRings(sock, rx, tx, create=False)
         except (OSError, ValueError, KeyError, TypeError) as e:
             log.warning("%s: member %s: cannot take its rings over (%s); opening it afresh",
                         self.name, member.name, e)
             sock.close()
             return False
-        member.adopt(self._loop, self.datapath, sock, rings, accepted,
-                     bool(kept["accepting_all"]), self._on_probe_frames)
+        rings.rx.head, rings.tx.head = heads[0] % rings.rx.count, heads[1] % rings.tx.count
+        # (the socket keeps what the NIC was asked to accept: nothing to ask again)
+        member.adopt(self._loop, self.datapath, sock, rings, accepted, everything,
+                     self._on_probe_frames)
         self._configure(member)
         return True
 
