@@ -135,12 +135,13 @@ class Daemon:
         check_system(self.config)
         for rt in self.groups:  # refuse a device of a group's name that is not a TAP first
             check_device(rt.name)
-        for rt in self.groups:
-            self._undo.append(functools.partial(self._close_tap, rt.create_tap()))
-        if self.user is not None:
+        if self.user is not None:  # first: the TAPs' records go there too
             account = privilege.resolve_user(self.user)
             control.prepare_socket_dir(self.config.control.socket, account.pw_uid,
                                        account.pw_gid)
+        for rt in self.groups:
+            self._undo.append(functools.partial(self._close_tap, rt.create_tap()))
+        if self.user is not None:
             privilege.drop_to(self.user)
             log.info("running as %s with CAP_NET_ADMIN and CAP_NET_RAW only", account.pw_name)
         control.prepare_socket_path(self.config.control.socket)
