@@ -1,8 +1,8 @@
 """Benchmark the bond on the namespace lab: active-backup against the kernel path, load-spread,
-and a VM stacked on the bond.
+a VM stacked on the bond, and the traffic's stop across an upgrade and a restart.
 
-Three sections, chosen with ``--section`` (``active-backup``, the default; ``load-spread``;
-``stacking``; ``all`` runs each, one after the other, each recorded as it ends).
+Four sections, chosen with ``--section`` (``active-backup``, the default; ``load-spread``;
+``stacking``; ``upgrade``; ``all`` runs each, one after the other, each recorded as it ends).
 
 **active-backup** measures, each through the bond and through the kernel path:
 
@@ -45,6 +45,11 @@ over member m0 itself (``kernel``: no daemon, the kernel's own path) or over the
 It reports the medians and bond / kernel; there is no target. Runs alternate kernel, bond, ...
 each in a fresh lab.
 
+**upgrade** measures the longest gap between replies to a 10 ms ping from the peer to the data
+address while the daemon is upgraded in place (``vnicbond upgrade``: ``upgrade-gap``, target
+under 100 ms), and while it is killed (``kill -9``) and started again (``restart-gap``, no
+target), in a fresh lab each run (tools/bench_restart.py says exactly how).
+
 A missed target prints ``MISSED``; the exit status is still 0, since this is a benchmark, not
 a test. Unless ``--no-record`` is given, the tables, the date, the machine and the command line
 replace the section of docs/benchmarks.md between its markers.
@@ -85,13 +90,16 @@ from tools.bench_model import Metric, Results
 from tools.bench_report import (
     SPREAD_HEADERS,
     STACK_HEADERS,
+    UPGRADE_HEADERS,
     Table,
     ab_tables,
     drops_text,
     samples_text,
     spread_rows,
     stack_rows,
+    upgrade_rows,
 )
+from tools.bench_restart import UPGRADE_METRICS, UPGRADE_MODES, run_upgrade
 from vnicbond.lab.results import command_line, machine, markdown_table, record, text_table
 
 DEFAULT_RATE = 200  # load-spread: Mbit/s per member and direction
@@ -177,6 +185,22 @@ def _stack_about(args: argparse.Namespace) -> list[str]:
             "between the VM and the peer each way"]
 
 
+def _upgrade_runs(args: argparse.Namespace) -> list[tuple[str, Setup]]:
+    return [(mode, run_upgrade) for mode in UPGRADE_MODES]
+
+
+def _upgrade_tables(results: Results, args: argparse.Namespace) -> list[Table]:
+    return [Table(None, UPGRADE_HEADERS, upgrade_rows(results))]
+
+
+def _upgrade_about(args: argparse.Namespace) -> list[str]:
+    return ["- a 10 ms ping (`ping -D`) from the peer to 198.18.0.10 through `vnicbond run` "
+            "(active-backup on m0 and m1): the longest time between two replies while the "
+            "daemon is upgraded in place (`vnicbond upgrade`, this checkout's code executed "
+            "again), then while it is killed (`kill -9`) and started again; "
+            "`--seconds` does not apply"]
+
+
 SECTIONS: dict[str, Section] = {
     "active-backup": Section(
         "active-backup", METRICS, _ab_runs, _ab_tables, _ab_about,
@@ -190,6 +214,10 @@ SECTIONS: dict[str, Section] = {
     "stacking": Section(
         "stacking", STACK_METRICS, _stack_runs, _stack_tables, _stack_about,
         notes_heading="Each test (iperf3 retransmits, kernel drop counters that moved):"),
+    "upgrade": Section(
+        "upgrade", UPGRADE_METRICS, _upgrade_runs, _upgrade_tables, _upgrade_about,
+        notes_heading="Each measurement (pings lost, what the upgrade or the new start said; "
+                      "kernel drop counters that moved):"),
 }
 
 
@@ -268,7 +296,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.compare = args.compare.resolve()
         if not (args.compare / "vnicbond" / "__main__.py").is_file():
             parser.error(f"--compare: no vnicbond checkout at {args.compare}")
-        if args.section in ("load-spread", "stacking"):
+        if args.section in ("load-spread", "stacking", "upgrade"):
             parser.error("--compare is for the active-backup section")
     return args
 

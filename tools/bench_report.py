@@ -4,7 +4,8 @@ the lines under the tables (every sample, the daemon's drop counters).
 *active-backup* judges the bond against the kernel path (issue 11's targets); with another
 daemon run beside it (``--compare``) it adds that daemon's table against the kernel path and a
 table of the two daemons against each other. *load-spread* judges two members against one;
-*stacking* sets a VM's TCP through the bond against the kernel's bridge.
+*stacking* sets a VM's TCP through the bond against the kernel's bridge; *upgrade* gives how
+long the bond's traffic stops across an upgrade in place and a crash and new start.
 It formats what it is given; it measures nothing (tools/bench_measure.py does).
 """
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 
 from tools.bench_measure import METRICS, SPREAD_METRICS, SPREAD_MODES, STACK_METRICS
 from tools.bench_model import Metric, Results
+from tools.bench_restart import UPGRADE_GAP, UPGRADE_METRICS
 
 SPREAD_TARGET = 1.8  # load-spread: two members, as a multiple of R
 SPREAD_IDEAL = 2.0  # load-spread: two / one
@@ -195,6 +197,25 @@ def stack_rows(results: Results) -> list[list[str]]:
         kernel, bond = results.median("kernel", metric), results.median("bond", metric)
         rows.append([metric.label, metric.format(kernel), metric.format(bond),
                      versus(metric, kernel, bond)])
+    return rows
+
+
+# -- upgrade ----------------------------------------------------------------------------------
+UPGRADE_HEADERS = ["metric", "bond", "target", "result"]
+#: Issue 13's target: an upgrade in place stops the traffic for under 100 ms.
+UPGRADE_TARGET = 0.1
+
+
+def upgrade_rows(results: Results) -> list[list[str]]:
+    """metric | median | target | result: the longest ping gaps."""
+    rows = []
+    for metric in UPGRADE_METRICS:
+        value = results.median("bond", metric)
+        target = result = ""
+        if metric is UPGRADE_GAP:
+            target = f"< {metric.format(UPGRADE_TARGET)}"
+            result = "n/a" if value is None else "ok" if value < UPGRADE_TARGET else "MISSED"
+        rows.append([metric.label, metric.format(value), target, result])
     return rows
 
 

@@ -42,17 +42,24 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon in the foreground until SIGTERM or SIGINT."""
+    import signal
+
+    for sig in (signal.SIGHUP, signal.SIGUSR2):  # until the daemon handles them
+        signal.signal(sig, signal.SIG_IGN)
     config = _load(args.config)
     logging.basicConfig(
         level=getattr(logging, config.log_level.upper()), stream=sys.stderr,
         format="%(asctime)s vnicbond[%(process)d] %(levelname)s %(message)s")
-    logging.getLogger("pyroute2").setLevel(logging.WARNING)  # its debug output is per message
     from vnicbond.control import ControlError
+    from vnicbond.runtime import upgrade
     from vnicbond.runtime.daemon import Daemon
     from vnicbond.system.isolation import IsolationError
 
+    # Its debug output is per message. (After the import: importing pyroute2 resets it to 0.)
+    logging.getLogger("pyroute2").setLevel(logging.WARNING)
+
     try:
-        Daemon(config, user=args.user).run()
+        Daemon(config, user=args.user, handover=upgrade.take()).run()
     except (ControlError, IsolationError, RuntimeError, OSError) as e:
         print(f"vnicbond: {e}", file=sys.stderr)
         return EXIT_FAILURE
@@ -155,6 +162,54 @@ def cmd_reload(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    """Ask the daemon to start the installed code in its place (as SIGUSR2 does) and wait
+    until the new code answers."""
+    import time
+
+    from vnicbond.control import ControlError, request
+
+    path = _socket_path(args)
+    try:
+        before = request(path, "upgrade", timeout=60.0)
+    except ControlError as e:
+        return _fail(e)
+    pid = before["pid"]
+    deadline = time.monotonic() + args.wait
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        try:
+            status = request(path, "status", timeout=max(0.5, deadline - time.monotonic()))
+        except ControlError:
+            if _gone(pid):
+                print(f"vnicbond: the daemon (pid {pid}) exited: the installed code did not "
+                      "start (see its log); the interfaces stay, and the next start adopts "
+                      "them", file=sys.stderr)
+                return EXIT_FAILURE
+            continue
+        if status.get("pid") != pid:
+            print(f"vnicbond: the daemon was restarted (pid {status.get('pid')}), not upgraded "
+                  "in place: the installed code did not take over (see its log)",
+                  file=sys.stderr)
+            return EXIT_FAILURE
+        if status.get("upgrades", 0) > before["upgrades"]:
+            print(f"upgraded in place: pid {pid}, vnicbond {before['version']} -> "
+                  f"{status.get('version')}")
+            return EXIT_OK
+    print(f"vnicbond: the installed code did not answer within {args.wait:g} s (see the "
+          "daemon's log)", file=sys.stderr)
+    return EXIT_FAILURE
+
+
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has exited (a zombie has)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
 def cmd_events(args: argparse.Namespace) -> int:
     """Print the recorded changes; with --follow, keep printing new ones."""
     import time
@@ -224,6 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = client("reload", "re-read the configuration and apply it without a restart")
     p.set_defaults(func=cmd_reload)
+
+    p = client("upgrade", "start the installed code in the running daemon's place, keeping "
+               "the interfaces, sockets and state (as SIGUSR2 does)")
+    p.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
+                   help="how long to wait for the new code to answer (default 60)")
+    p.set_defaults(func=cmd_upgrade)
 
     p = client("events", "show what changed and why (member, address, group, carrier)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")

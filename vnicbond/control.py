@@ -96,21 +96,34 @@ def prepare_socket_path(path: str) -> None:
 class ControlServer:
     """Serves ``handler`` on a Unix socket with mode 0600."""
 
-    def __init__(self, path: str, handler: Handler) -> None:
+    def __init__(self, path: str, handler: Handler, sock: socket.socket | None = None) -> None:
+        """``sock``: a socket already listening on ``path`` (the daemon's previous code's,
+        kept across ``vnicbond upgrade``: clients that connected meanwhile are served)."""
         self.path = path
         self.handler = handler
+        self._sock = sock
         self._server: asyncio.AbstractServer | None = None
         self._allowed = {0, os.geteuid()}
         self._clients = 0
 
     async def start(self) -> None:
-        """Bind and listen (the socket file is created with mode 0600)."""
+        """Bind and listen (the socket file is created with mode 0600), or serve ``sock``."""
+        if self._sock is not None:
+            self._server = await asyncio.start_unix_server(self._serve, sock=self._sock,
+                                                           limit=MAX_REQUEST)
+            return
         old = os.umask(0o177)
         try:
             self._server = await asyncio.start_unix_server(self._serve, path=self.path,
                                                            limit=MAX_REQUEST)
         finally:
             os.umask(old)
+
+    def listening_fd(self) -> int | None:
+        """The listening socket's descriptor (to keep it across ``vnicbond upgrade``)."""
+        if self._server is None or not self._server.sockets:
+            return None
+        return int(self._server.sockets[0].fileno())
 
     async def close(self) -> None:
         """Stop listening and remove the socket file."""
@@ -167,6 +180,25 @@ class ControlServer:
     async def _reply(writer: asyncio.StreamWriter, reply: dict[str, Any]) -> None:
         writer.write(json.dumps(reply).encode() + b"\n")
         await writer.drain()
+
+
+def inherited_listener(fd: int, path: str) -> socket.socket | None:
+    """The control socket listening on ``path`` behind descriptor ``fd``, open since before an
+    exec (``vnicbond upgrade``), or None (``fd`` closed) if it is something else."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        return None
+    try:
+        if (sock.family != socket.AF_UNIX or sock.getsockname() != path
+                or not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)):
+            raise OSError("not the control socket")
+        sock.set_inheritable(False)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        return None
+    return sock
 
 
 # -- client ------------------------------------------------------------------------------------

@@ -147,6 +147,28 @@ def test_run_user_drops_to_two_capabilities_and_fails_over(lab, make_bond, unpri
     _left_clean(lab)
 
 
+def test_run_user_upgrades_in_place_keeping_its_two_capabilities(lab, make_bond, unprivileged):
+    bond = _bond(lab, make_bond, unprivileged)
+    # A socket directory the daemon makes for the user (the TAP's record goes there too).
+    made = unprivileged.run_dir / "made"
+    bond.socket = bond.config["control"]["socket"] = str(made / "ctl.sock")
+    bond.path.write_text(yaml.safe_dump(bond.config))
+    bond.start(extra=("--user", "nobody"), python=unprivileged.python)
+    assert made.stat().st_uid == NOBODY and (made / "ipmp0.tap").exists()
+    wait_ping(lab, lab.peer, DATA_V4)
+    pid = bond.daemon_pid()
+    upgraded = bond.cli("upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr + bond.tail()
+    assert bond.daemon_pid() == pid and bond.request("status")["upgrades"] == 1
+    caps = _caps(pid)
+    assert caps["Uid"] == NOBODY
+    assert caps["CapEff"] == caps["CapPrm"] == caps["CapAmb"] == caps["CapBnd"] == TWO_CAPS
+    _basic_failover(lab, bond)
+    assert bond.stop() == 0
+    _left_clean(lab)
+    assert sorted(p.name for p in made.iterdir()) == []
+
+
 def test_started_unprivileged_with_ambient_capabilities_fails_over(lab, make_bond, unprivileged,
                                                                    tun_for_all):
     bond = _bond(lab, make_bond, unprivileged)

@@ -47,6 +47,7 @@ import random
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from vnicbond.core.model import Cause
 
@@ -59,6 +60,10 @@ SUSPECT_LOSSES = 2
 FLAP_WINDOW = 60.0
 #: Link-ups tolerated within FLAP_WINDOW; one more and the member is flapping.
 FLAP_LIMIT = 2
+#: A target's statistics that code taking over the daemon keeps (:meth:`Detector.snapshot`).
+_KEPT_STATS = ("sent", "lost", "lost_run", "ok_run", "rtt_ms", "answers")
+
+
 #: Probe states as status reports them.
 DISABLED, UNKNOWN, OK, FAILED = "disabled", "unknown", "ok", "failed"
 GROUP_FAILURE = "every member lost every target (group failure)"
@@ -164,6 +169,58 @@ class Detector:
         """Initial link states; returns each member's initial health (see :meth:`_begin`)."""
         for m in self._members.values():
             self._begin(m, links.get(m.name, False), now)
+        return {m.name: m.healthy for m in self._members.values()}
+
+    def snapshot(self) -> dict[str, Any]:
+        """What code taking over the running daemon keeps of each member (``vnicbond
+        upgrade``), as JSON: its link as last seen and since when, whether it is offline,
+        healthy, its probe state and why it failed, its recent link-ups (flapping), and each
+        target's counts and runs. Probes in flight are not kept: their replies would carry
+        the old code's token."""
+        return {m.name: {
+            "link_up": m.link_up, "link_since": m.link_since, "offline": m.offline,
+            "probe": m.probe, "healthy": m.healthy, "fail_reason": m.fail_reason,
+            "link_ups": list(m.link_ups),
+            "targets": {t.target: {k: getattr(t, k) for k in _KEPT_STATS}
+                        for t in m.targets.values()}}
+            for m in self._members.values()}
+
+    def resume(self, kept: dict[str, Any], links: dict[str, bool], now: float
+               ) -> dict[str, bool]:
+        """:meth:`start` for code taking over the running daemon, from :meth:`snapshot`'s:
+        each member goes on as it was (a member failed by its probes stays failed until they
+        are repaired, a flapping one keeps its link-ups, counts go on), its next probe round
+        within half an interval. A link that changed meanwhile is then an ordinary link
+        event; a member or target not in ``kept`` starts as at start. Returns each member's
+        health. Raises ValueError, changing nothing, if ``kept`` is malformed."""
+        restored = {}
+        try:
+            for name, k in dict(kept).items():
+                if name in self._members:
+                    restored[name] = (
+                        bool(k["link_up"]), float(k["link_since"]), bool(k["offline"]),
+                        str(k["probe"]), bool(k["healthy"]), str(k["fail_reason"]),
+                        [float(t) for t in k["link_ups"]],
+                        {str(t): _stats(v) for t, v in dict(k["targets"]).items()})
+        except (AttributeError, KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"the failure detector's state is malformed: {e!r}") from None
+        self._now = now
+        for m in self._members.values():
+            if m.name not in restored:
+                self._begin(m, links.get(m.name, False), now)
+                continue
+            link_up, since, offline, probe, healthy, reason, ups, targets = restored[m.name]
+            self._begin(m, link_up, now)
+            m.link_since, m.offline, m.healthy, m.fail_reason = since, offline, healthy, reason
+            m.link_ups = deque(ups)
+            if m.probing and probe in (UNKNOWN, OK, FAILED):
+                m.probe = probe
+            for t in m.targets.values():
+                for key, value in targets.get(t.target, {}).items():
+                    setattr(t, key, value)
+        for name, up in links.items():
+            if name in self._members:
+                self.link(name, up, now)  # (nothing if it did not change)
         return {m.name: m.healthy for m in self._members.values()}
 
     def reconfigure(self, members: Sequence[tuple[str, Iterable[str]]], fdt_ms: int,
@@ -413,3 +470,10 @@ class Detector:
             o.fail_reason = GROUP_FAILURE
             out.append(HealthChanged(o.name, False, Cause.PROBE, GROUP_FAILURE))
         return out
+
+
+def _stats(kept: dict[str, Any]) -> dict[str, Any]:
+    """A target's kept statistics, checked (KeyError, TypeError, ValueError if malformed)."""
+    rtt = kept["rtt_ms"]
+    return {**{key: int(kept[key]) for key in _KEPT_STATS if key != "rtt_ms"},
+            "rtt_ms": None if rtt is None else float(rtt)}

@@ -18,6 +18,8 @@ input                   what it is
 :meth:`reconfigure`     a reload's new configuration for the group
 :meth:`addresses_read`  the addresses on the TAP, as the kernel has them now
 :meth:`gateways_read`   the gateways of the routes through the TAP in the main table
+:meth:`resume`          instead of :meth:`start`: new code takes over (``vnicbond
+                        upgrade``) from the old code's :meth:`snapshot`
 ======================  ==============================================================
 
 and effects come out, for the group runtime (:mod:`vnicbond.runtime.group`) to carry out in
@@ -45,6 +47,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv6Address
+from typing import Any
 
 from vnicbond.config import GroupConfig
 from vnicbond.core.addresses import AddressChanges, DataAddresses, TapAddress
@@ -124,6 +127,40 @@ class GroupEngine:
         self.macs = dict(macs)
         self._reprobe()
         return self._decided(self.group.start(self.detector.start(links, now)), now)
+
+    def snapshot(self) -> dict[str, Any]:
+        """What code taking over the running daemon keeps of the group's decisions
+        (``vnicbond upgrade``), as JSON: the detector's and the election's state, where the
+        guest MACs live, and the counters."""
+        return {"detector": self.detector.snapshot(), "group": self.group.snapshot(),
+                "guests": self.guests.snapshot(), "failovers": self.failovers,
+                "address_moves": self.address_moves, "frames": self.frames}
+
+    def resume(self, kept: dict[str, Any], links: dict[str, bool], macs: dict[str, bytes],
+               now: float) -> list[Effect]:
+        """:meth:`start` for code taking over the running daemon, from :meth:`snapshot`'s:
+        the members' health and the election go on where they were, with cause ``upgrade``,
+        and so do the counters; guest MACs reported again go back to their members. Raises
+        ValueError if ``kept`` is malformed; the engine may then be half-resumed: start a new
+        one."""
+        try:
+            failovers, moves = int(kept["failovers"]), int(kept["address_moves"])
+            frames = {str(m): {str(k): int(v) for k, v in dict(c).items()}
+                      for m, c in dict(kept["frames"]).items()}
+            detector, group = dict(kept["detector"]), dict(kept["group"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"the engine's state is malformed: {e!r}") from None
+        self.macs = dict(macs)
+        self._reprobe()
+        self.guests.resume(dict(kept.get("guests", {})))
+        healthy = self.detector.resume(detector, links, now)
+        actions = self.group.resume(group, healthy)
+        self.failovers, self.address_moves = failovers, moves
+        for member, counts in frames.items():
+            if member in self.frames:
+                self.frames[member].update((k, v) for k, v in counts.items()
+                                           if k in FRAME_OUTCOMES)
+        return self._decided(actions, now)
 
     def link(self, member: str, up: bool, now: float) -> list[Effect]:
         """``member``'s link went up or down (a NIC that went away counts as down)."""

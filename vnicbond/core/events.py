@@ -67,6 +67,24 @@ class EventLog:
                               "reason": event.reason})
         return self._seq
 
+    def snapshot(self) -> dict[str, Any]:
+        """The log as JSON, for code taking over the running daemon (``vnicbond upgrade``)."""
+        return {"seq": self._seq, "records": list(self._records)}
+
+    def restore(self, kept: dict[str, Any]) -> None:
+        """Go on from :meth:`snapshot`'s log: its records, then new ones numbered after them.
+        Raises ValueError, changing nothing, if ``kept`` is malformed."""
+        try:
+            seq = int(kept["seq"])
+            records = [dict(r) for r in kept["records"]]
+            if any(not isinstance(r.get("seq"), int) for r in records):
+                raise ValueError("a record without a number")
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"the event log is malformed: {e!r}") from None
+        self._records.clear()
+        self._records.extend(records)
+        self._seq = seq
+
     def since(self, seq: int) -> list[dict[str, Any]]:
         """The records after number ``seq``, oldest first."""
         return [dict(r) for r in self._records if r["seq"] > seq]

@@ -22,6 +22,7 @@ Rules (as the Linux bridge and Open vSwitch's MAC learning):
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any
 
 
 class MacTable:
@@ -111,6 +112,33 @@ class MacTable:
             self.evictions += 1
             if old not in self.registered:
                 self._gone.append(old)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The table as JSON, for code taking over the running daemon (``vnicbond upgrade``):
+        learned MACs with when they were last heard from (least recently first), registered
+        MACs, evictions."""
+        return {"learned": [[mac.hex(), last] for mac, last in self.learned.items()],
+                "registered": sorted(mac.hex() for mac in self.registered),
+                "evictions": self.evictions}
+
+    def restore(self, kept: dict[str, Any]) -> None:
+        """Take :meth:`snapshot`'s MACs into an empty table (the limit still applies); all of
+        them are reported by the next :meth:`changes`. Raises ValueError, changing nothing, if
+        ``kept`` is malformed."""
+        try:
+            learned = [(bytes.fromhex(mac), float(last)) for mac, last in kept["learned"]]
+            registered = {bytes.fromhex(mac) for mac in kept["registered"]}
+            evictions = int(kept["evictions"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"the MAC table is malformed: {e!r}") from None
+        if any(len(mac) != 6 for mac, _ in learned) or any(len(m) != 6 for m in registered):
+            raise ValueError("the MAC table holds something that is not a MAC")
+        self.register(registered)
+        for mac, last in learned[-self.limit:] if self.limit else []:
+            if mac not in registered:
+                self.learned[mac] = last
+                self._new.append(mac)
+        self.evictions = evictions
 
     def changes(self) -> tuple[list[bytes], list[bytes]]:
         """The MACs present now that were not at the last call, in the order they came, and

@@ -39,8 +39,10 @@ Load-spread rules (IPMP's load spreading):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from vnicbond.core.model import (
+    FIRST,
     Action,
     AddressMoved,
     Announce,
@@ -177,6 +179,38 @@ class Group:
             return []
         return [*(AddressMoved(a, None, self.active, cause) for a in added),
                 Announce(self.active, tuple(added))]
+    def snapshot(self) -> dict[str, Any]:
+        """What code taking over the running daemon keeps of the election (``vnicbond
+        upgrade``), as JSON: the active member(s), where each address lives, the spares
+        held back, and which members are offline."""
+        return {"active": self.active, "spread": list(self.spread), "hosts": dict(self.hosts),
+                "spares": sorted(self._spares),
+                "offline": [m.name for m in self._members.values() if m.offline]}
+
+    def resume(self, kept: dict[str, Any], healthy: dict[str, bool]) -> list[Action]:
+        """:meth:`start` for code taking over the running daemon: the election goes on from
+        :meth:`snapshot`'s (the active member stays active while usable and failback does
+        not say otherwise, addresses stay where they are, offline members stay offline), with
+        cause ``upgrade``. What it names that is no longer configured is ignored. Raises
+        ValueError, changing nothing, if ``kept`` is malformed."""
+        try:
+            active = kept.get("active")
+            spread = [str(m) for m in kept.get("spread", [])]
+            hosts = {str(a): m for a, m in dict(kept.get("hosts", {})).items()}
+            spares = {str(m) for m in kept.get("spares", [])}
+            offline = {str(m) for m in kept.get("offline", [])}
+        except (AttributeError, TypeError, ValueError) as e:
+            raise ValueError(f"the election's state is malformed: {e}") from None
+        for name, ok in healthy.items():
+            self._members[name].healthy = ok
+        for m in self._members.values():
+            m.offline = m.name in offline
+        self.active = active if active in self._members else None
+        self.spread = tuple(m for m in spread if m in self._members)
+        self.hosts = {a: hosts.get(a) if hosts.get(a) in self.spread else None
+                      for a in self.addresses}
+        self._spares = spares & set(self._members)
+        return self._decide(Cause.UPGRADE)
 
     def set_offline(self, member: str, offline: bool) -> list[Action]:
         """The administrator takes ``member`` out of service, or puts it back."""
@@ -264,13 +298,13 @@ class Group:
         hosts = place(self.addresses, active, self.hosts, self.home, self.failback)
         actions = self._member_states(set(active), cause)
         moved = [a for a in self.addresses if hosts[a] != self.hosts[a]]
-        if active != self.spread or moved or changed or cause is Cause.START:
+        if active != self.spread or moved or changed or cause in FIRST:
             actions.append(SetSpread(active, tuple(hosts.items())))
         actions.extend(AddressMoved(a, self.hosts[a], hosts[a], cause) for a in moved)
         self.spread, self.hosts = active, hosts
         self.active = active[0] if active else None
         actions.extend(self._carrier(bool(active)))
-        announce = self.addresses if cause is Cause.START else moved
+        announce = self.addresses if cause in FIRST else moved
         for member in active:
             mine = tuple(a for a in announce if hosts[a] == member)
             if mine:
@@ -296,14 +330,14 @@ class Group:
         self.active = new_active
         actions = self._member_states({new_active} if new_active else set(), cause)
         moved = new_active != old_active
-        if moved or cause is Cause.START:
+        if moved or cause in FIRST:
             rx = frozenset([new_active]) if new_active else frozenset()
             actions.append(SetForwarding(new_active, rx))
         if moved:
             actions.extend(AddressMoved(a, old_active, new_active, cause) for a in self.addresses)
         actions.extend(self._carrier(new_active is not None))
         # Announce last: the new member already forwards and the carrier is on.
-        if (moved or cause is Cause.START) and new_active is not None and self.addresses:
+        if (moved or cause in FIRST) and new_active is not None and self.addresses:
             actions.append(Announce(new_active, self.addresses))
         actions.extend(self._group_state(cause))
         return actions

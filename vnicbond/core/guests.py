@@ -47,6 +47,9 @@ class Guests:
         #: What the members are asked to accept now: per-MAC entries, or everything.
         self.filter: set[bytes] = set()
         self.promiscuous = False
+        #: Load spreading: where the daemon's previous code had each MAC (host, home), for
+        #: MACs that arrive again after ``vnicbond upgrade`` (:meth:`resume`).
+        self._kept: dict[bytes, tuple[str | None, str | None]] = {}
 
     def changed(self, added: Sequence[bytes], removed: Sequence[bytes],
                 active: Sequence[str]) -> list[SetMacHosts | SetMemberFilter]:
@@ -64,9 +67,10 @@ class Guests:
             if self.spread and active:
                 for m in active:
                     counts.setdefault(m, 0)
-                member = fewest(counts, active)
+                host, home = self._kept.pop(mac, (None, None))
+                member = host if host in active else fewest(counts, active)
                 counts[member] += 1
-                self.home[mac] = member
+                self.home[mac] = home or member
             self.hosts[mac] = member
             placed.append((mac, member))
         effects: list[SetMacHosts | SetMemberFilter] = []
@@ -96,6 +100,22 @@ class Guests:
             if member is not None:
                 moves.setdefault(member, []).append(mac)
         return ([SetMacHosts(tuple(changed), ())] if changed else []), moves
+
+    def snapshot(self) -> dict[str, dict[str, str | None]]:
+        """Where each guest MAC lives and its home, as JSON, for code taking over the
+        running daemon (``vnicbond upgrade``)."""
+        return {mac.hex(): {"host": host, "home": self.home.get(mac)}
+                for mac, host in self.hosts.items()}
+
+    def resume(self, kept: dict[str, dict[str, str | None]]) -> None:
+        """The previous code's placement (:meth:`snapshot`): a MAC it had placed goes back to
+        its member when it is reported again (if that member is active), keeping its home.
+        Raises ValueError, changing nothing, if ``kept`` is malformed."""
+        try:
+            placed = {bytes.fromhex(mac): (p["host"], p["home"]) for mac, p in kept.items()}
+        except (AttributeError, KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"the guests' placement is malformed: {e!r}") from None
+        self._kept = placed
 
     def set_tap_promiscuous(self, on: bool) -> list[SetMemberFilter]:
         """The TAP's promiscuity counter is (or is no longer) above zero."""

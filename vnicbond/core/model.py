@@ -39,6 +39,11 @@ class Cause(StrEnum):
     ADMIN = "admin"
     RELOAD = "reload"
     SYSTEM = "system"  # the system put an address on the TAP (DHCP, SLAAC, a script)
+    UPGRADE = "upgrade"  # new code took over the running daemon (``vnicbond upgrade``)
+
+
+#: The causes of a process's first decision: the datapath is new and must be told everything.
+FIRST = (Cause.START, Cause.UPGRADE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -233,6 +233,36 @@ class Datapath(BackupLoops, SpreadLoops):
         for name in list(self.ports):
             self.remove_port(name)
 
+    def unwatch(self) -> None:
+        """Stop reading the TAP and the members, leaving the rings as they are (another
+        process forwards for a moment: ``vnicbond upgrade``)."""
+        if self._started:
+            self.loop.remove_reader(self.tap_fd)
+        for port in self.ports.values():
+            if port.rx is not None and port.sock.fileno() >= 0:
+                self.loop.remove_reader(port.sock.fileno())
+
+    def watch(self) -> None:
+        """Read the TAP and the members again after :meth:`unwatch`, on ``self.loop``."""
+        if self._started:
+            self.loop.add_reader(self.tap_fd, self._on_tap_ready)
+        for port in self.ports.values():
+            if port.rx is not None and port.sock.fileno() >= 0:
+                self.loop.add_reader(port.sock.fileno(), self._on_member_ready, port)
+
+    def cursors(self) -> dict[str, tuple[int, int]]:
+        """Each member's next receive and transmit slots (whoever forwards next starts
+        there)."""
+        return {name: (port.rx.head, port.tx.head) for name, port in self.ports.items()
+                if port.rx is not None and port.tx is not None}
+
+    def set_cursors(self, cursors: dict[str, tuple[int, int]]) -> None:
+        """Go on from the slots where another process stopped (:meth:`cursors`)."""
+        for name, (rx, tx) in cursors.items():
+            port = self.ports.get(name)
+            if port is not None and port.rx is not None and port.tx is not None:
+                port.rx.head, port.tx.head = rx % port.rx.count, tx % port.tx.count
+
     # -- control frames ----------------------------------------------------------------------
     def send_frame(self, member: str, frame: bytes) -> bool:
         """Send a frame the daemon built (no virtio-net header yet) out of ``member``;

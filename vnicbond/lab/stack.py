@@ -133,7 +133,7 @@ class Stack:
         """A macvlan in mode bridge on ``parent`` (which must exist: the daemon's TAP), moved
         into a namespace of its own as ``eth0``, with its own MAC and addresses, up (which
         puts its MAC on ``parent``'s unicast address list). Goes when ``parent`` goes (the
-        daemon's exit removes the TAP). ``quiet``: no addresses and IPv6 off, so it sends
+        daemon's stop removes the TAP). ``quiet``: no addresses and IPv6 off, so it sends
         nothing at all and its MAC is only on that list."""
         index = len(self.macvlans)
         guest = self._guest("macvlan", index)

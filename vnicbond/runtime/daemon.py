@@ -14,27 +14,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
 import socket
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from vnicbond import control
+from vnicbond import __version__, control
 from vnicbond.config import Config, check_system
 from vnicbond.core.engine import AdminRefused
 from vnicbond.core.events import EventLog
 from vnicbond.core.readiness import Readiness
 from vnicbond.core.reload import needs_restart
-from vnicbond.runtime import status
+from vnicbond.runtime import bridge, status, upgrade
 from vnicbond.runtime.group import GroupRuntime
 from vnicbond.system import privilege
-from vnicbond.system.isolation import recover_stale
+from vnicbond.system.isolation import IsolationError, recover_stale
 from vnicbond.system.netlink import LinkInfo, LinkWatcher
+from vnicbond.system.tap import Tap, check_device
 
 log = logging.getLogger("vnicbond")
+
+
+#: The signals that stop the daemon (a planned stop: everything is undone).
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+#: How long an upgrade waits, stop signals held back, for one that came just before.
+SIGNAL_GRACE = 0.01
+#: How long the installed code's ``vnicbond check`` may take before an upgrade.
+PREFLIGHT_TIMEOUT = 30.0
 
 
 class Stop(BaseException):
@@ -49,7 +60,8 @@ def state_path(config: Config, group: str) -> str:
 class Daemon:
     """Runs every configured group until told to stop."""
 
-    def __init__(self, config: Config, user: str | None = None) -> None:
+    def __init__(self, config: Config, user: str | None = None,
+                 handover: upgrade.Handover | None = None) -> None:
         self.config = config
         #: Drop to this user after opening what needs root (``run --user``).
         self.user = user
@@ -62,19 +74,36 @@ class Daemon:
         self._undo: list[Callable[[], None]] = []
         self._reloading = False
         self._tasks: set[asyncio.Future[Any]] = set()
+        #: The daemon got ready; it is exiting on an error (not a planned stop).
+        self._ready = False
+        self._failed = False
+        #: What the daemon's previous code handed over (``vnicbond upgrade``), if anything.
+        self.handover = handover
+        #: In-place upgrades since the daemon started; one is under way.
+        self.upgrades = 0
+        self._upgrading = False
+        self._listener: socket.socket | None = None
+        self._stop: asyncio.Event | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def run(self) -> None:
         """Set up, serve until SIGTERM/SIGINT, tear down. Raises on set-up failure."""
         import uvloop
 
-        previous = {s: signal.signal(s, self._raise_stop) for s in (signal.SIGTERM, signal.SIGINT)}
-        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        previous = {s: signal.signal(s, self._raise_stop) for s in STOP_SIGNALS}
+        for s in (signal.SIGHUP, signal.SIGUSR2):
+            previous[s] = signal.signal(s, signal.SIG_IGN)
         try:
             self.setup()
+            # An upgrade's previous code blocked them across the exec (see _exec_new_code):
+            # one that came meanwhile stops the daemon now, with everything to undo known.
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
             uvloop.run(self.serve())
         except Stop:
             log.info("stopped during start-up")
+        except BaseException:
+            self._failed = True
+            raise
         finally:
             for s in previous:
                 signal.signal(s, signal.SIG_IGN)  # finish cleaning up whatever arrives now
@@ -90,24 +119,30 @@ class Daemon:
         """Check privileges, recover from a dead instance, create the TAPs, drop to
         ``--user`` if asked; then isolate the members and configure the TAPs."""
         if self.user is not None:  # an unknown user, or no root to drop from, fails first
-            privilege.resolve_user(self.user)
-            if os.geteuid() != 0:
+            account = privilege.resolve_user(self.user)
+            if os.geteuid() != 0 and not (self.handover and os.geteuid() == account.pw_uid):
                 raise privilege.PrivilegeError(
                     f"--user {self.user}: only root can change user (this is uid "
                     f"{os.geteuid()}); started unprivileged, leave --user out")
         privilege.check()
+        if self._take_over():
+            self._setup_taken_over()
+            return
         for rt in self.groups:  # first: it also refuses to run beside a live instance
             pid = recover_stale(rt.isolation.state_path)
             if pid is not None:
                 log.warning("group %s: restored member settings left by dead instance %d",
                             rt.name, pid)
         check_system(self.config)
-        for rt in self.groups:
-            self._undo.append(rt.create_tap().close)
-        if self.user is not None:
+        for rt in self.groups:  # refuse a device of a group's name that is not a TAP first
+            check_device(rt.name)
+        if self.user is not None:  # first: the TAPs' records go there too
             account = privilege.resolve_user(self.user)
             control.prepare_socket_dir(self.config.control.socket, account.pw_uid,
                                        account.pw_gid)
+        for rt in self.groups:
+            self._undo.append(functools.partial(self._close_tap, rt.create_tap()))
+        if self.user is not None:
             privilege.drop_to(self.user)
             log.info("running as %s with CAP_NET_ADMIN and CAP_NET_RAW only", account.pw_name)
         control.prepare_socket_path(self.config.control.socket)
@@ -117,6 +152,65 @@ class Daemon:
         for rt in self.groups:
             self._undo.append(rt.isolation.restore)
             rt.configure_system()
+
+    def _take_over(self) -> bool:
+        """Take over what the daemon's previous code handed over (``vnicbond upgrade``): its
+        TAPs, its record of the members' isolation, its control socket, its events. False
+        (everything inherited closed, the bridge stopped) if there is nothing to take or it
+        cannot be used: the start is then the one after a crash, which adopts the TAPs."""
+        handover, self.handover = self.handover, None
+        if handover is None:
+            return False
+        self.upgrades = handover.upgrades  # (the code was replaced, state kept or not)
+        why = handover.problem(self.config)
+        try:
+            if why is None:
+                for rt in self.groups:
+                    rt.isolation.resume()
+                taps = [rt.inherit_tap(handover.group(rt.name)["tap"]) for rt in self.groups]
+        except (IsolationError, OSError, ValueError, KeyError, TypeError) as e:
+            why = str(e)
+        if why is not None:
+            log.warning("upgrade: cannot go on from the previous code's state (%s); starting "
+                        "as after a crash", why)
+            for rt in self.groups:
+                rt.isolation.saved, rt.tap = [], None
+            handover.abandon()
+            return False
+        for tap in taps:
+            handover.own(tap.fd)
+            self._undo.append(functools.partial(self._close_tap, tap))
+        self.handover = handover
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            self.started = float(handover.state["started"])
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            self.events.restore(handover.state["events"])
+        fd = handover.state.get("control")
+        if isinstance(fd, int) and fd in handover.fds:
+            self._listener = control.inherited_listener(handover.own(fd),
+                                                        self.config.control.socket)
+        return True
+
+    def _setup_taken_over(self) -> None:
+        """:meth:`setup` after :meth:`_take_over`: the TAPs and the members' isolation are
+        the previous code's; the addresses and routes are checked, the links read."""
+        check_system(self.config)
+        if self._listener is None:
+            control.prepare_socket_path(self.config.control.socket)
+        self.watcher = LinkWatcher(self._on_link)
+        self._undo.append(self.watcher.close)
+        for rt in self.groups:
+            self._undo.append(rt.isolation.restore)
+            rt.configure_system(resumed=True)
+
+    def _close_tap(self, tap: Tap) -> None:
+        """A planned stop removes the TAP (if vnicbond made it); an exit on an error keeps one
+        that was in service or adopted, as a crash would, for the next start to adopt."""
+        if self._failed and (self._ready or tap.adopted):
+            log.warning("group %s: keeping the TAP for the next start", tap.name)
+            tap.detach()
+        else:
+            tap.close()
 
     def teardown(self) -> None:
         """Undo everything :meth:`setup` did, newest first. Never raises."""
@@ -130,20 +224,23 @@ class Daemon:
     async def serve(self) -> None:
         """The event loop's life: start the groups and the control socket, wait for a stop."""
         loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
+        stop = self._stop = asyncio.Event()
         for s in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(s, stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        loop.add_signal_handler(signal.SIGUSR2, self._on_sigusr2)
         assert self.watcher is not None
         self.watcher.overrun = self._resync
         loop.add_reader(self.watcher.fileno(), self.watcher.on_readable)
         try:
             started = time.monotonic()
+            kept = self._finish_handover()
             for rt in self.groups:
-                rt.start(loop)
+                rt.start(loop, kept.get(rt.name) if kept is not None else None)
             if self.config.metrics.listen is not None:
                 self._start_metrics(loop, self.config.metrics.listen)
-            self.server = control.ControlServer(self.config.control.socket, self._handle)
+            self.server = control.ControlServer(self.config.control.socket, self._handle,
+                                                self._listener)
             await self.server.start()
             await self._until_ready(stop, started)
             await stop.wait()
@@ -186,8 +283,10 @@ class Daemon:
             for rt in self.groups:
                 rt.on_carrier = None
         _notify_systemd("READY=1")
-        log.info("ready: %s", ", ".join(
-            f"{rt.name} ({len(rt.cfg.members)} members)" for rt in self.groups))
+        self._ready = True
+        log.info("ready: %s%s", ", ".join(
+            f"{rt.name} ({len(rt.cfg.members)} members)" for rt in self.groups),
+            f" (upgraded in place, pid {os.getpid()})" if self.upgrades else "")
         for name in readiness.waited_for(carriers):
             log.warning("%s: no member can carry traffic after the failure detection time; "
                         "ready all the same (the carrier comes on when one can)", name)
@@ -251,11 +350,13 @@ class Daemon:
             return self._admin(request.get("member"), offline=cmd == "offline")
         if cmd == "reload":
             return await self.reload()
+        if cmd == "upgrade":
+            return await self.upgrade()
         raise control.CommandError(f"unknown command {cmd!r}")
 
     def status(self) -> dict[str, Any]:
         """The status document (see :mod:`vnicbond.runtime.status`)."""
-        return status.document(os.getpid(), self.started, self.groups)
+        return status.document(os.getpid(), self.started, self.groups, self.upgrades)
 
     def _admin(self, member: object, offline: bool) -> dict[str, Any]:
         """Take a member out of service (moving its traffic first) or put it back."""
@@ -289,8 +390,8 @@ class Daemon:
         """
         from vnicbond.config import ConfigError, load_config
 
-        if self._reloading:
-            raise control.CommandError("reload: another reload is in progress")
+        if self._reloading or self._upgrading:
+            raise control.CommandError("reload: another reload or an upgrade is in progress")
         try:
             new = load_config(self.config.path)
             check_system(new)
@@ -329,6 +430,142 @@ class Daemon:
                     f"reload: {cfg.name}'s mtu {cfg.mtu}: {who} cannot take it "
                     f"({refusal.reason}); nothing changed")
             done.append((rt, before))
+
+    # -- upgrading in place (vnicbond upgrade, SIGUSR2) -----------------------------------------
+    async def upgrade(self) -> dict[str, Any]:
+        """Start the installed code in this process in place of this one, handing it
+        everything (:mod:`vnicbond.runtime.upgrade`). The installed code first checks the
+        configuration (``vnicbond check``): if it refuses, nothing changes. The reply goes
+        out before the exec."""
+        if self._reloading or self._upgrading:
+            raise control.CommandError("upgrade: a reload or another upgrade is in progress")
+        if any(rt.busy() for rt in self.groups):
+            raise control.CommandError("upgrade: a member NIC is being taken back; try again")
+        self._upgrading = True
+        try:
+            await self._preflight()
+        except BaseException:
+            self._upgrading = False
+            raise
+        asyncio.get_running_loop().call_soon(self._hold_stops)
+        return {"pid": os.getpid(), "version": __version__, "upgrades": self.upgrades}
+
+    async def _preflight(self) -> None:
+        """Run the installed code's ``vnicbond check`` on the configuration file; raise
+        CommandError with its one line if it fails."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "vnicbond", "check", "-c", self.config.path,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        try:
+            _, err = await asyncio.wait_for(proc.communicate(), PREFLIGHT_TIMEOUT)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise control.CommandError("upgrade: the installed code's check did not finish in "
+                                       f"{PREFLIGHT_TIMEOUT:g} s; nothing changed") from None
+        if proc.returncode != 0:
+            lines = err.decode(errors="replace").strip().splitlines() or ["(no message)"]
+            raise control.CommandError(f"upgrade: the installed code refuses to start: "
+                                       f"{lines[-1]}; nothing changed")
+
+    def _on_sigusr2(self) -> None:
+        async def run() -> None:
+            try:
+                await self.upgrade()
+            except control.CommandError as e:
+                log.error("%s", e)
+
+        self._spawn(run())
+
+    def _hold_stops(self) -> None:
+        """Before the exec: from now on a stop signal waits for the new code, which undoes
+        everything once it knows what to undo. One that came just before is seen by the loop
+        in the moment :meth:`_exec_new_code` waits, and cancels the upgrade."""
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        asyncio.get_running_loop().call_later(SIGNAL_GRACE, self._exec_new_code)
+
+    def _exec_new_code(self) -> None:
+        """Hand over and execute the installed code. While it starts, a bridge child
+        forwards (:mod:`vnicbond.runtime.bridge`). Returns only if the exec failed: this code
+        then goes on."""
+        if self._stop is not None and self._stop.is_set():
+            log.info("upgrade: cancelled by a stop")
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+            self._upgrading = False
+            return
+        try:
+            groups, fds = [], []
+            for rt in self.groups:
+                state, kept = rt.handover()
+                groups.append(state)
+                fds += kept
+            listener = self.server.listening_fd() if self.server is not None else None
+            state = {"upgrades": self.upgrades, "started": self.started,
+                     "version": __version__, "events": self.events.snapshot(),
+                     "groups": groups, "control": listener}
+        except Exception as e:  # noqa: BLE001 - a bug here must not end the daemon
+            log.error("upgrade: cannot hand over: %r; nothing changed", e)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+            self._upgrading = False
+            return
+        log.info("upgrade: handing over to the installed code (%s)", sys.executable)
+        datapaths = {rt.name: rt.datapath for rt in self.groups if rt.datapath is not None}
+        for dp in datapaths.values():
+            dp.unwatch()
+        forked = bridge.start(datapaths)
+        if forked is not None:
+            state["bridge"] = {"pid": forked[0], "fd": forked[1].fileno()}
+        _notify_systemd(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        try:
+            upgrade.exec_new_code(state, [*fds, *filter(None, [listener]),
+                                          *([forked[1].fileno()] if forked else [])])
+        except OSError as e:
+            log.error("upgrade: cannot execute %s: %s; going on with the running code",
+                      sys.executable, e.strerror or e)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        cursors = bridge.finish(*forked) if forked is not None else None
+        for name, dp in datapaths.items():
+            if cursors is not None and name in cursors:
+                dp.set_cursors(cursors[name])
+            dp.watch()
+        _notify_systemd("READY=1")
+        self._upgrading = False
+
+    def _finish_handover(self) -> dict[str, dict[str, Any]] | None:
+        """For each group, what the previous code handed over, with its members' ring
+        cursors as the bridge left them; the bridge stops here, just before this code starts
+        forwarding. None if nothing was handed over."""
+        handover = self.handover
+        if handover is None:
+            return None
+        # Announcements need scapy: import it now, not after the bridge stopped.
+        import scapy.layers.inet6
+        import scapy.layers.l2  # noqa: F401
+
+        kept = {rt.name: handover.group(rt.name) for rt in self.groups}
+        cursors = handover.finish_bridge()
+        for name, group in kept.items():
+            sockets = group.get("sockets")
+            if not isinstance(sockets, dict):
+                group["sockets"] = {}
+                continue
+            for member, taken in list(sockets.items()):
+                fd = taken.get("fd") if isinstance(taken, dict) else None
+                if not isinstance(fd, int) or fd not in handover.fds:
+                    del sockets[member]
+                    continue
+                handover.own(fd)  # the group runtime adopts it or closes it
+                if not handover.bridged:
+                    continue
+                if cursors is None or member not in cursors.get(name, {}):
+                    log.warning("%s: member %s: the bridge left its rings in an unknown "
+                                "state; opening it afresh", name, member)
+                    os.close(fd)
+                    del sockets[member]
+                else:
+                    taken["rx_head"], taken["tx_head"] = cursors[name][member]
+        handover.release()
+        return kept
 
 
 def _notify_systemd(state: str) -> None:

@@ -46,6 +46,8 @@ from vnicbond.runtime.tapaddrs import TapAddresses
 from vnicbond.system import netlink
 from vnicbond.system.isolation import Isolation, IsolationError
 from vnicbond.system.netlink import LinkInfo
+from vnicbond.system.packet import inherited_member_socket
+from vnicbond.system.ring import Geometry, MemberRings
 from vnicbond.system.tap import Tap
 from vnicbond.wire.announce import announcement, mac_announcement
 from vnicbond.wire.mac import format_mac
@@ -75,7 +77,10 @@ class GroupRuntime:
         #: Called with the TAP's carrier whenever the engine switches it (readiness).
         self.on_carrier: Callable[[bool], None] | None = None
         self.isolation = Isolation(cfg.name, [m.name for m in cfg.members], state_file)
+        #: The record saying the TAP is vnicbond's (:mod:`vnicbond.system.tap`).
+        self.tap_record = os.path.splitext(state_file)[0] + ".tap"
         self.tap: Tap | None = None
+        self._tap_link: LinkInfo | None = None
         self.datapath: Datapath | None = None
         #: metrics.RttHistogram when metrics are on: fed with every counted probe reply.
         self.rtt: Any = None
@@ -97,26 +102,45 @@ class GroupRuntime:
 
     # -- before the event loop -----------------------------------------------------------------
     def create_tap(self) -> Tap:
-        """Create the group's TAP: the one step that may need root's access to /dev/net/tun."""
+        """Create the group's TAP, or adopt the one a crash left (:mod:`vnicbond.system.tap`):
+        the one step that may need root's access to /dev/net/tun."""
         try:
-            self.tap = Tap(self.cfg.name, self.cfg.mac, self.cfg.mtu)
+            self.tap = Tap.open(self.cfg.name, self.cfg.mac, self.cfg.mtu, self.tap_record)
         except OSError as e:
             hint = ""
             if e.errno in (errno.EACCES, errno.EPERM) and os.geteuid() != 0:
                 hint = (f" (uid {os.geteuid()} may not open /dev/net/tun: make it accessible, "
                         "as most distributions do with mode 0666, or start as root with "
                         "--user NAME)")
+            elif e.errno == errno.EBUSY:
+                hint = f" (another process has {self.cfg.name} open)"
             raise RuntimeError(f"group {self.cfg.name}: cannot create TAP device: "
                                f"{e.strerror or e}{hint}") from None
+        if self.tap.adopted:
+            log.warning("group %s: adopted the existing TAP %s (index %d%s)", self.name,
+                        self.tap.name, self.tap.index,
+                        "" if self.tap.ours else ", not made by vnicbond: left in place on stop")
         self.guests.attach(self.tap.name)
         return self.tap
 
-    def configure_system(self) -> None:
-        """Isolate the members, bring the TAP up with its addresses and routes, and read the
-        members' links (synchronous netlink: before the loop runs)."""
+    def inherit_tap(self, kept: dict[str, Any]) -> Tap:
+        """Take over the TAP the daemon's previous code had open (``vnicbond upgrade``:
+        :meth:`handover`'s ``tap``). Raises OSError, ValueError or KeyError if the descriptor
+        is not that TAP."""
+        self.tap = Tap.inherit(int(kept["fd"]), self.cfg.name, int(kept["index"]),
+                               bool(kept["ours"]), self.tap_record)
+        self.guests.attach(self.tap.name)
+        return self.tap
+
+    def configure_system(self, resumed: bool = False) -> None:
+        """Isolate the members (``resumed``: the daemon's previous code did, and
+        :meth:`vnicbond.system.isolation.Isolation.resume` read its record back), bring the
+        TAP up with its addresses and routes, and read the members' links (synchronous
+        netlink: before the loop runs)."""
         cfg = self.cfg
         assert self.tap is not None
-        self.isolation.apply()
+        if not resumed:
+            self.isolation.apply()
         self.mtu.prepare()
         self.tap.up()
         routes = [(str(r.to), str(r.via) if r.via else None) for r in cfg.routes]
@@ -124,10 +148,15 @@ class GroupRuntime:
         self.tap_addresses.open()
         for member in self.members.values():
             member.link = netlink.get_link(member.name)
+        # An adopted TAP may already be a bridge port, with no event to say so.
+        self._tap_link = netlink.get_link(cfg.name)
 
     # -- in the event loop -----------------------------------------------------------------------
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Open the members, start forwarding, make the first election, arm the timer."""
+    def start(self, loop: asyncio.AbstractEventLoop, kept: dict[str, Any] | None = None
+              ) -> None:
+        """Open the members, start forwarding, make the first election, arm the timer.
+        ``kept``: what the daemon's previous code handed over (``vnicbond upgrade``:
+        :meth:`handover`): its members' sockets are adopted and its decisions go on."""
         assert self.tap is not None
         self._loop = loop
         self.datapath = Datapath(loop, self.tap.fd, self.cfg.mac, self.mtu.value,
@@ -135,14 +164,89 @@ class GroupRuntime:
         self.datapath.on_guests = self.guests.changed
         self.guests.on_promiscuous = self.datapath.set_promiscuous
         for m in self.cfg.members:
-            self._open(self.members[m.name])
+            taken = (kept or {}).get("sockets", {}).get(m.name)
+            if taken is None or not self._adopt(self.members[m.name], taken):
+                self._open(self.members[m.name])
         self.datapath.start()
         self._warm_announcements()
         links = {name: m.up for name, m in self.members.items()}
         macs = {name: m.mac for name, m in self.members.items()}
-        self.apply(self.engine.start(links, macs, time.monotonic()))
+        if kept is None:
+            self.apply(self.engine.start(links, macs, time.monotonic()))
+        else:
+            self._resume(kept, links, macs)
+        if self._tap_link is not None:
+            self.guests.link(self._tap_link, deleted=False)  # its promiscuity as found
         self.tap_addresses.start(loop)
         self.guests.start(loop)
+
+    # -- taking over from the daemon's previous code (vnicbond upgrade) ---------------------
+    def handover(self) -> tuple[dict[str, Any], list[int]]:
+        """What new code taking over the daemon needs to go on with this group, as JSON (the
+        TAP, each open member's socket with its ring cursors, the engine's decisions, the
+        guests' MACs), and the descriptors to keep open across the exec."""
+        assert self.tap is not None
+        members = {name: kept for name, m in self.members.items()
+                   if (kept := m.handover()) is not None}
+        state = {"name": self.name, "mode": self.cfg.mode, "mac": self.cfg.mac.hex(),
+                 "mtu": self.cfg.mtu, "members": [m.name for m in self.cfg.members],
+                 "tap": {"fd": self.tap.fd, "index": self.tap.index, "ours": self.tap.ours},
+                 "sockets": members, "engine": self.engine.snapshot(),
+                 "guests": self.guests.table.snapshot()}
+        return state, [self.tap.fd, *(kept["fd"] for kept in members.values())]
+
+    def busy(self) -> bool:
+        """Whether a change of the members' isolation is under way (in a worker thread)."""
+        return self._isolating.locked() or any(m.attaching for m in self.members.values())
+
+    def _adopt(self, member: Member, kept: dict[str, Any]) -> bool:
+        """Take over a member's data socket from the daemon's previous code, its rings at
+        the cursors where forwarding stopped; False (the socket closed) if it is not the
+        member's any more or its rings do not map as described."""
+        assert self._loop is not None and self.datapath is not None
+        try:
+            sock = inherited_member_socket(int(kept["fd"]), member.name)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log.warning("%s: member %s: cannot take its socket over (%s); opening it afresh",
+                        self.name, member.name, e)
+            return False
+        try:
+            accepted = {bytes.fromhex(mac) for mac in kept["accepted"]}
+            everything = bool(kept["accepting_all"])
+            heads = int(kept["rx_head"]), int(kept["tx_head"])
+            rx, tx = Geometry(*kept["rx"]), Geometry(*kept["tx"])
+            rings = MemberRings(sock, rx, tx, create=False)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log.warning("%s: member %s: cannot take its rings over (%s); opening it afresh",
+                        self.name, member.name, e)
+            sock.close()
+            return False
+        rings.rx.head, rings.tx.head = heads[0] % rings.rx.count, heads[1] % rings.tx.count
+        # (the socket keeps what the NIC was asked to accept: nothing to ask again)
+        member.adopt(self._loop, self.datapath, sock, rings, accepted, everything,
+                     self._on_probe_frames, self.cfg.mac)
+        self._configure(member)
+        return True
+
+    def _resume(self, kept: dict[str, Any], links: dict[str, bool],
+                macs: dict[str, bytes]) -> None:
+        """Go on with the previous code's decisions and guest MACs; a part that cannot be
+        read starts afresh (logged)."""
+        now = time.monotonic()
+        try:
+            effects = self.engine.resume(kept["engine"], links, macs, now)
+        except (ValueError, KeyError, TypeError) as e:
+            log.warning("%s: cannot go on with the previous code's decisions (%s); deciding "
+                        "afresh", self.name, e)
+            self.engine = self.guests.engine = GroupEngine(self.cfg)
+            effects = self.engine.start(links, macs, now)
+        self.apply(effects)
+        try:
+            self.guests.table.restore(kept["guests"])
+        except (ValueError, KeyError, TypeError) as e:
+            log.warning("%s: cannot take the guest MACs over (%s); learning them afresh",
+                        self.name, e)
+        self.guests.changed()
 
     def stop(self) -> None:
         """Stop the timers, close every member, stop forwarding. Never raises."""

@@ -7,7 +7,9 @@ group runtime), the MAC of the NIC it is bound to, the last link state netlink r
 the frames the kernel dropped at its probe sockets. Opening and closing are written here once:
 :meth:`Member.open` at start, on a reload that adds the member and when a new NIC takes its
 name; :meth:`Member.close` when its NIC goes away, a reload removes it, and at stop;
-:meth:`Member.reopen` when the group's MTU no longer fits its receive ring's slots.
+:meth:`Member.reopen` when the group's MTU no longer fits its receive ring's slots. New code
+taking over the running daemon (``vnicbond upgrade``) adopts the open socket instead
+(:meth:`Member.handover`, :meth:`Member.adopt`).
 
 It decides nothing: what to open and when comes from the group runtime.
 """
@@ -19,7 +21,9 @@ import contextlib
 import logging
 import socket
 from collections.abc import Callable
+from dataclasses import astuple
 from ipaddress import IPv4Address, IPv6Address
+from typing import Any
 
 from vnicbond.datapath import Datapath
 from vnicbond.system.netlink import LinkInfo
@@ -72,11 +76,39 @@ class Member:
         them to the datapath; :meth:`configure` then says what belongs to its test address and
         whether it probes. Raises OSError if the NIC cannot be opened."""
         sock, rings = open_member_socket(self.name, group_mac, group_mtu)
+        self._attach(loop, datapath, sock, rings, on_frames)
+        self._group_mac = group_mac
+
+    def adopt(self, loop: asyncio.AbstractEventLoop, datapath: Datapath, sock: socket.socket,
+              rings: MemberRings, accepted: set[bytes], accepting_all: bool,
+              on_frames: FrameHandler, group_mac: bytes) -> None:
+        """Take over the data socket and rings the daemon's previous code had open on the NIC
+        (``vnicbond upgrade``): frames that arrived meanwhile wait in its receive ring. The
+        socket already carries what the NIC was asked to accept (``accepted``,
+        ``accepting_all``); :meth:`configure` then opens the probe sockets afresh."""
+        self._attach(loop, datapath, sock, rings, on_frames)
+        self._group_mac = group_mac
+        self.accepted, self.accepting_all = set(accepted), accepting_all
+
+    def handover(self) -> dict[str, Any] | None:
+        """What new code taking over the daemon needs to go on with this member's data
+        socket (kept open across the exec): its descriptor, its rings' geometry and cursors,
+        what its NIC was asked to accept. None while the member is closed."""
+        if self.sock is None or self.rings is None:
+            return None
+        rx, tx = self.rings.geometry
+        return {"fd": self.sock.fileno(), "rx": list(astuple(rx)), "tx": list(astuple(tx)),
+                "rx_head": self.rings.rx.head, "tx_head": self.rings.tx.head,
+                "accepted": sorted(mac.hex() for mac in self.accepted),
+                "accepting_all": self.accepting_all}
+
+    def _attach(self, loop: asyncio.AbstractEventLoop, datapath: Datapath,
+                sock: socket.socket, rings: MemberRings, on_frames: FrameHandler) -> None:
+        """Use ``sock`` and its rings from now on, and hand them to the datapath."""
         self.sock, self.rings = sock, rings
         self.accepted, self.accepting_all = set(), False
         self.mac = sock.getsockname()[4]
         self._loop, self._datapath, self._on_frames = loop, datapath, on_frames
-        self._group_mac = group_mac
         if self.name in datapath.ports:  # a new NIC under the member's name
             datapath.attach(self.name, sock, rings, self.mac)
         else:

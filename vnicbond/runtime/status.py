@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from vnicbond import __version__
 from vnicbond.core.targets import target_mode
 from vnicbond.runtime.group import GroupRuntime
 from vnicbond.wire.mac import format_mac
@@ -86,8 +87,11 @@ def guest_macs(rt: GroupRuntime, now: float) -> list[dict[str, Any]]:
     return macs
 
 
-def document(pid: int, started: float, groups: list[GroupRuntime]) -> dict[str, Any]:
-    """The whole status document; ``started`` is the daemon's start in wall-clock time."""
+def document(pid: int, started: float, groups: list[GroupRuntime], upgrades: int = 0
+             ) -> dict[str, Any]:
+    """The whole status document; ``started`` is the daemon's start in wall-clock time,
+    ``upgrades`` how many times it was upgraded in place since."""
     now = time.monotonic()
     return {"pid": pid, "uptime_s": round(time.time() - started, 3),
+            "version": __version__, "upgrades": upgrades,
             "groups": [group_status(rt, now) for rt in groups]}

@@ -100,6 +100,23 @@ class Isolation:
         for saved in self.saved:
             self._isolate(saved)
 
+    def resume(self) -> None:
+        """Go on with the isolation this process's previous code applied (``vnicbond
+        upgrade``): the members' own settings are read back from the state file and nothing
+        changes on the system. Raises IsolationError if the file is not this process's record
+        of this group's members."""
+        try:
+            with open(self.state_path) as f:
+                state = json.load(f)
+            saved = [SavedMember(**m) for m in state["members"]]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise IsolationError(f"group {self.group}: no usable state file: {e}") from None
+        if state.get("pid") != os.getpid() or state.get("group") != self.group:
+            raise IsolationError(f"group {self.group}: the state file is another process's")
+        if sorted(s.name for s in saved) != sorted(self.members):
+            raise IsolationError(f"group {self.group}: the state file records other members")
+        self.saved = saved
+
     def add_member(self, name: str) -> None:
         """Isolate one more member (a reload added it), recording it first."""
         saved = self._record(name)

@@ -14,7 +14,7 @@ import contextlib
 import errno
 import os
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv6Interface
 from typing import Any
@@ -158,16 +158,30 @@ def set_mtu(name: str, mtu: int) -> None:
 
 def configure_addresses(ifname: str, addresses: Iterable[IPv4Interface | IPv6Interface],
                         routes: Iterable[tuple[str, str | None]]) -> None:
-    """Put data addresses and routes on ``ifname`` (``routes``: (destination CIDR, gateway))."""
+    """Put data addresses and routes on ``ifname`` (``routes``: (destination CIDR, gateway));
+    those already there (an adopted TAP kept them) are left as they are."""
     with IPRoute() as ipr:
         index = ipr.link_lookup(ifname=ifname)[0]
         for addr in addresses:
-            ipr.addr("add", index=index, address=str(addr.ip), prefixlen=addr.network.prefixlen)
+            with _unless_exists():
+                ipr.addr("add", index=index, address=str(addr.ip),
+                         prefixlen=addr.network.prefixlen)
         for dst, via in routes:
             kwargs: dict[str, object] = {"dst": dst, "oif": index}
             if via:
                 kwargs["gateway"] = via
-            ipr.route("add", **kwargs)
+            with _unless_exists():
+                ipr.route("add", **kwargs)
+
+
+@contextlib.contextmanager
+def _unless_exists() -> Iterator[None]:
+    """Ignore the kernel's "File exists" (EEXIST) for an address or route already there."""
+    try:
+        yield
+    except NetlinkError as e:
+        if e.code != errno.EEXIST:
+            raise
 
 
 def change_addresses(ifname: str, add: Iterable[IPv4Interface | IPv6Interface],

@@ -80,6 +80,29 @@ def open_member_socket(ifname: str, group_mac: bytes, mtu: int
     return sock, rings
 
 
+def inherited_member_socket(fd: int, ifname: str) -> socket.socket:
+    """The member data socket behind ``fd``, open in this process since before an exec (the
+    daemon's previous code opened it with :func:`open_member_socket`): it must be a packet
+    socket bound to the NIC now called ``ifname``, with virtio-net headers and TPACKET_V2.
+    Raises OSError or ValueError, having closed ``fd``, if it is not."""
+    sock = socket.socket(fileno=fd)
+    try:
+        if sock.family != socket.AF_PACKET or sock.type != socket.SOCK_RAW:
+            raise ValueError(f"descriptor {fd} is not a packet socket")
+        bound = sock.getsockname()[0]
+        if bound != ifname:
+            raise ValueError(f"the socket is bound to {bound!r}, not to {ifname}")
+        if (sock.getsockopt(SOL_PACKET, ring.PACKET_VERSION) != ring.TPACKET_V2
+                or not sock.getsockopt(SOL_PACKET, PACKET_VNET_HDR)):
+            raise ValueError("the socket is not a member data socket")
+        sock.set_inheritable(False)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def accept_mac(sock: socket.socket, ifindex: int, mac: bytes, on: bool) -> None:
     """Ask the member's NIC to accept unicast for ``mac`` (a guest's behind the TAP), or stop
     asking. Like every membership it belongs to the socket: gone when the socket closes."""

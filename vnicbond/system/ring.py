@@ -162,10 +162,15 @@ class Ring:
 class MemberRings:
     """A member socket's receive and transmit rings, mapped in one piece."""
 
-    def __init__(self, sock: socket.socket, rx: Geometry, tx: Geometry = TX_GEOMETRY) -> None:
-        """Create both rings on ``sock`` (bound, its options set) and map them."""
-        sock.setsockopt(SOL_PACKET, PACKET_RX_RING, rx.request())
-        sock.setsockopt(SOL_PACKET, PACKET_TX_RING, tx.request())
+    def __init__(self, sock: socket.socket, rx: Geometry, tx: Geometry = TX_GEOMETRY,
+                 create: bool = True) -> None:
+        """Create both rings on ``sock`` (bound, its options set) and map them. Without
+        ``create``, map the rings ``sock`` already has (a socket inherited across an exec,
+        whose rings the previous code made with this geometry; the kernel refuses a mapping
+        of another size with EINVAL)."""
+        if create:
+            sock.setsockopt(SOL_PACKET, PACKET_RX_RING, rx.request())
+            sock.setsockopt(SOL_PACKET, PACKET_TX_RING, tx.request())
         self._map = mmap.mmap(sock.fileno(), rx.size + tx.size, mmap.MAP_SHARED,
                               mmap.PROT_READ | mmap.PROT_WRITE)
         whole = memoryview(self._map)
@@ -173,8 +178,13 @@ class MemberRings:
         self.tx = Ring(whole[rx.size:rx.size + tx.size], tx, views=True)
         whole.release()
         self.size = rx.size + tx.size
-        #: The receive ring's shape (a group MTU it no longer fits needs new rings).
-        self.rx_geometry = rx
+        #: The rings' shapes, for code that takes the socket over (``vnicbond upgrade``).
+        self.geometry = (rx, tx)
+
+    @property
+    def rx_geometry(self) -> Geometry:
+        """The receive ring's shape (a group MTU it no longer fits needs new rings)."""
+        return self.geometry[0]
 
     def close(self) -> None:
         """Release the views and unmap the rings (the socket closes apart). Never raises: a
