@@ -27,7 +27,7 @@ from vnicbond.lab import DATA_V4, DATA_V6, PEER_V4, Bond, Lab, wait_ping
 
 # -- the status document's shape ----------------------------------------------------------------
 #: Keys in the order ``status --json`` prints them, at every level.
-TOP_KEYS = ["pid", "uptime_s", "groups"]
+TOP_KEYS = ["pid", "uptime_s", "version", "upgrades", "groups"]
 GROUP_KEYS = ["name", "mode", "mtu", "state", "carrier", "fdt_ms", "failback", "active",
               "failovers", "address_moves", "tap_dropped", "tap_drops", "members", "addresses",
               "targets", "answers_rate_limited", "macs", "macs_learned", "mac_evictions"]
@@ -107,6 +107,8 @@ def check_shape(doc: dict[str, Any]) -> dict[str, Any]:
     assert list(doc) == TOP_KEYS, list(doc)
     assert is_int(doc["pid"])
     assert type(doc["uptime_s"]) is float and doc["uptime_s"] >= 0
+    assert type(doc["version"]) is str and doc["version"]
+    assert is_int(doc["upgrades"]) and doc["upgrades"] >= 0
     assert len(doc["groups"]) == 1
     g = doc["groups"][0]
     assert list(g) == GROUP_KEYS, list(g)
