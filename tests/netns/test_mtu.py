@@ -132,6 +132,29 @@ def test_mtu_changed_by_reload_without_restart_and_given_back_after_a_crash(
     assert [mtu(lab, m) for m in ("m0", "m1")] == [1500, 1500]
 
 
+def test_an_mtu_set_by_hand_survives_a_crash_and_the_next_start(jumbo_lab, make_bond):
+    """The TAP outlives a crash, and so does what the system set on it: the next start adopts
+    it with the MTU it has (not the configuration's 1500), raises the members again and
+    carries jumbo frames; its stop gives the members their MTU back."""
+    lab = jumbo_lab
+    bond = make_bond(lab)
+    wait_ping(lab, lab.peer, DATA_V4)
+    lab.ns(lab.host, "ip", "link", "set", "ipmp0", "mtu", str(JUMBO))
+    lab.wait_for(lambda: bond.status()["mtu"] == JUMBO, timeout=5, what="the group's MTU")
+    index = ifindex(lab, "ipmp0")
+
+    assert bond.stop(signal.SIGKILL) == -signal.SIGKILL
+    bond.start()
+    wait_ping(lab, lab.peer, DATA_V4)
+    wait_ping(lab, lab.peer, DATA_V6)
+    assert ifindex(lab, "ipmp0") == index
+    assert mtu(lab, "ipmp0") == JUMBO and bond.status()["mtu"] == JUMBO
+    assert [mtu(lab, m) for m in ("m0", "m1")] == [JUMBO, JUMBO]
+    assert_jumbo_both_ways(lab)
+    assert bond.stop() == 0
+    assert [mtu(lab, m) for m in ("m0", "m1")] == [1500, 1500]
+
+
 def test_a_nic_that_takes_a_members_name_is_raised_to_the_group_mtu(jumbo_lab, make_bond):
     lab = jumbo_lab
     bond = make_bond(lab)

@@ -189,7 +189,9 @@ class Tap:
     @classmethod
     def open(cls, name: str, mac: bytes, mtu: int, record: str) -> Tap:
         """Create the TAP ``name``, or adopt the one there (a crash left it, or someone else
-        made it); set its MAC and MTU to ``mac`` and ``mtu``, its carrier off. ``record``:
+        made it); set its MAC to ``mac`` and its carrier off, and a new TAP's MTU to ``mtu``
+        (an adopted TAP keeps the MTU it has: the system may have set it, and the daemon
+        follows it, see :mod:`vnicbond.runtime.mtu`). ``record``:
         the file saying the TAP is vnicbond's. Raises RuntimeError (a device of that name that
         is not such a TAP: nothing changed) or OSError."""
         found = find(name)
@@ -206,7 +208,7 @@ class Tap:
                 fcntl.ioctl(tap.fd, TUNSETPERSIST, 1)
                 tap.index = socket.if_nametoindex(name)
                 _write_record(record, name, tap.index)
-            tap._configure(mac, mtu)
+            tap._configure(mac, mtu if found is None else None)
         except BaseException:
             if found is None:
                 tap.close()
@@ -232,7 +234,7 @@ class Tap:
         os.set_blocking(fd, False)
         return cls(name, fd, index, ours, True, record)
 
-    def _configure(self, mac: bytes, mtu: int) -> None:
+    def _configure(self, mac: bytes, mtu: int | None) -> None:
         # The header size is 10 by default; say so explicitly so a changed default cannot
         # shift every frame.
         fcntl.ioctl(self.fd, TUNSETVNETHDRSZ, struct.pack("i", 10))
@@ -240,7 +242,8 @@ class Tap:
         self.set_carrier(False)
         if _get_mac(self.name) != mac:
             _set_mac(self.name, mac)
-        self.set_mtu(mtu)
+        if mtu is not None:
+            self.set_mtu(mtu)
         os.set_blocking(self.fd, False)
 
     def up(self) -> None:
