@@ -38,7 +38,7 @@ def _setpriv(*caps: str) -> tuple[str, ...]:
 
 
 #: The daemon's runtime dependencies, as packages in the virtualenv.
-RUNTIME = ("pyroute2", "pytun_pmd3", "scapy", "uvloop", "yaml", "_yaml", "prometheus_client")
+RUNTIME = ("pyroute2", "scapy", "uvloop", "yaml", "_yaml", "prometheus_client")
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,10 @@ made by someone else (``ip tuntap``, systemd-networkd's ``.netdev``) and is used
 place. A device of the group's name that is not such a TAP is refused before anything changes
 (:func:`refusal`). Addresses and routes are netlink's business (see
 :mod:`vnicbond.system.netlink`).
+
+It speaks to ``/dev/net/tun`` with ioctls itself rather than through pytun-pmd3 (no longer a
+dependency): a descriptor inherited across ``vnicbond upgrade`` must be taken as it is, and
+pytun can only open a device afresh.
 """
 
 from __future__ import annotations
