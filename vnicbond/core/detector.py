@@ -39,6 +39,9 @@ link up a third time within 60 s      M is flapping: not repaired until fewer th
 
 A member without probes (no test address or no targets) is judged by its link alone and
 reports its probe state as ``disabled``.
+
+The module is one state machine with its table above (about 480 lines, with the snapshot an
+upgrade carries over): its rules read together, so they stay in one place.
 """
 
 from __future__ import annotations

@@ -10,6 +10,12 @@ the system side of a reload (members opened and closed, addresses changed).
 
 It decides nothing: every rule lives in the engine. The daemon (:mod:`vnicbond.runtime.daemon`)
 creates it, routes link events to it and runs its background tasks.
+
+Its size (under 500 lines) is that of one group's life: start, stop, effects, timer, hot-plug,
+reload and the hand-over of an upgrade, each the system side of an engine input. What stands
+on its own has its own module: a member (:mod:`~vnicbond.runtime.member`), the guests
+(:mod:`~vnicbond.runtime.guests`), the MTU (:mod:`~vnicbond.runtime.mtu`), the TAP's addresses
+(:mod:`~vnicbond.runtime.tapaddrs`), the status (:mod:`~vnicbond.runtime.status`).
 """
 
 from __future__ import annotations
