@@ -284,7 +284,9 @@ class GroupRuntime:
             self._configure(member)
 
     def _warm_announcements(self) -> None:
-        """Build every announcement now (and import scapy), not in the middle of a failover."""
+        """Build every announcement now (and import scapy), not in the middle of a failover:
+        also with no address, a failover announces the guests' MACs."""
+        mac_announcement(self.cfg.mac)
         for address in self.engine.addresses:
             for mac in (self.cfg.mac, *(m.mac for m in self.members.values() if m.mac)):
                 announcement(mac, address)
