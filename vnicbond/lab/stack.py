@@ -30,11 +30,10 @@ BRIDGE_MAC = "02:62:72:00:00:01"
 GUEST_IF = "eth0"  # the guest's interface inside its namespace
 VM_BASE = 60  # VM N: 198.18.0.(60+N), 2001:db8::(60+N)
 MACVLAN_BASE = 50  # macvlan N: 198.18.0.(50+N), 2001:db8::(50+N)
-#: The group's data address when the TAP is a bridge port. A group needs at least one, but
-#: an address on a bridge port is unreachable (the bridge takes every frame the port
-#: receives), so the host's own addresses go on the bridge and the group gets a /32 that
-#: nothing uses and that adds no route.
-BRIDGED_ADDRESSES = ("198.18.1.10/32",)
+#: The group's data addresses when the TAP is a bridge port: none. An address on a bridge
+#: port is unreachable (the bridge takes every frame the port receives), so the host's own
+#: addresses go on the bridge, as on a hypervisor's ``vmbr0``.
+BRIDGED_ADDRESSES: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
