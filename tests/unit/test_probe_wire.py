@@ -34,6 +34,8 @@ from scapy.packet import Packet, Padding, Raw
 from scapy.utils import checksum
 
 from vnicbond.wire.probe import (
+    ALL_HOSTS_V4,
+    ALL_NODES_V6,
     Arp,
     EchoReply,
     NeighborAdvertisement,
@@ -41,6 +43,7 @@ from vnicbond.wire.probe import (
     arp_reply,
     arp_request,
     icmp_echo_request,
+    multicast_mac,
     neighbor_advertisement,
     neighbor_solicitation,
     parse_control,
@@ -187,7 +190,9 @@ SCAPY_CASES: dict[str, tuple[Callable[[], bytes], object]] = {
                        dataclasses.replace(EXPECTED_NA, solicited=False, override=False,
                                            dst_mac=MAC)),
     "na-router": (lambda: scapy_na(r=1, s=1, o=0),
-                  dataclasses.replace(EXPECTED_NA, override=False)),
+                  dataclasses.replace(EXPECTED_NA, override=False, router=True)),
+    "na-router-unsolicited": (lambda: scapy_na(r=1, s=0, o=1, dst=IPv6Address("ff02::1")),
+                              dataclasses.replace(EXPECTED_NA, solicited=False, router=True)),
 }
 
 
@@ -359,6 +364,101 @@ def test_builders_reject_bad_arguments() -> None:
         neighbor_solicitation(b"", V6, PEER_V6)
     with pytest.raises(ValueError):
         neighbor_advertisement(MAC, V6, b"abc", PEER_V6)
+    for ttl in (0, 256, -1):
+        with pytest.raises(ValueError, match="ttl must be 1 to 255"):
+            icmp_echo_request(MAC, PEER_MAC, V4, PEER_V4, 1, 1, b"", ttl=ttl)
+    with pytest.raises(ValueError, match="not a multicast address"):
+        multicast_mac(PEER_V4)
+    with pytest.raises(ValueError, match="not a multicast address"):
+        multicast_mac(PEER_V6)
+
+
+# -- all-hosts / all-nodes pings (target discovery) ---------------------------------------------
+
+
+def test_the_discovery_groups() -> None:
+    assert str(ALL_HOSTS_V4) == "224.0.0.1"
+    assert str(ALL_NODES_V6) == "ff02::1"
+    assert multicast_mac(ALL_HOSTS_V4) == mac_bytes("01:00:5e:00:00:01")
+    assert multicast_mac(ALL_NODES_V6) == mac_bytes("33:33:00:00:00:01")
+
+
+@pytest.mark.parametrize("group", ["224.0.0.1", "224.0.0.251", "239.255.255.250", "224.128.0.1",
+                                   "239.128.1.2", "ff02::1", "ff02::2", "ff02::1:ff00:21",
+                                   "ff05::1:3", "ff0e::dead:beef"])
+def test_multicast_mac_agrees_with_scapy(group: str) -> None:
+    from socket import AF_INET6, inet_pton
+
+    from scapy.layers.inet6 import in6_getnsmac
+    from scapy.layers.l2 import getmacbyip
+
+    if ":" in group:
+        expected = in6_getnsmac(inet_pton(AF_INET6, group))
+        assert multicast_mac(IPv6Address(group)) == mac_bytes(expected)
+    else:
+        assert multicast_mac(IPv4Address(group)) == mac_bytes(getmacbyip(group))
+
+
+def test_multicast_mac_keeps_23_bits_of_ipv4() -> None:
+    # 224.128.0.1 and 224.0.0.1 share a MAC: the 24th bit is not carried (RFC 1112 6.4).
+    assert multicast_mac(IPv4Address("224.128.0.1")) == multicast_mac(ALL_HOSTS_V4)
+    assert multicast_mac(IPv4Address("239.255.255.255")) == mac_bytes("01:00:5e:7f:ff:ff")
+    assert multicast_mac(solicited_node(V6)[0]) == solicited_node(V6)[1]
+
+
+def test_all_hosts_ping_is_what_ping_t1_sends() -> None:
+    """IPv4 to 224.0.0.1, TTL 1, to the group's MAC: what ``ping -t 1 224.0.0.1`` puts on the
+    wire (apart from the identification, 0 here: DF is set, RFC 6864)."""
+    frame = icmp_echo_request(MAC, multicast_mac(ALL_HOSTS_V4), V4, ALL_HOSTS_V4, 0x4242, 3,
+                              PAYLOAD, ttl=1)
+    pkt = Ether(frame)
+    assert pkt.dst == "01:00:5e:00:00:01" and pkt.src == mac_str(MAC)
+    ip = pkt[IP]
+    assert (ip.ttl, ip.proto, ip.src, ip.dst) == (1, 1, str(V4), "224.0.0.1")
+    assert ip.chksum == recomputed(frame, IP, "chksum")
+    icmp = pkt[ICMP]
+    assert (icmp.type, icmp.code, icmp.id, icmp.seq) == (8, 0, 0x4242, 3)
+    assert icmp.chksum == recomputed(frame, ICMP, "chksum")
+    assert bytes(icmp.payload) == PAYLOAD
+
+
+@pytest.mark.parametrize("src", [LL6, V6])
+def test_all_nodes_ping(src: IPv6Address) -> None:
+    frame = icmp_echo_request(MAC, multicast_mac(ALL_NODES_V6), src, ALL_NODES_V6, 0x4242, 3,
+                              PAYLOAD, ttl=1)
+    pkt = Ether(frame)
+    assert pkt.dst == "33:33:00:00:00:01" and pkt.src == mac_str(MAC)
+    ip = pkt[IPv6]
+    assert (ip.hlim, ip.nh, ip.src, ip.dst) == (1, 58, str(src), "ff02::1")
+    echo = pkt[ICMPv6EchoRequest]
+    assert (echo.type, echo.id, echo.seq, echo.data) == (128, 0x4242, 3, PAYLOAD)
+    assert echo.cksum == recomputed(frame, ICMPv6EchoRequest, "cksum")
+
+
+def test_ttl_defaults_to_64_for_both_families() -> None:
+    assert Ether(icmp_echo_request(MAC, PEER_MAC, V4, PEER_V4, 1, 1, b""))[IP].ttl == 64
+    assert Ether(icmp_echo_request(MAC, PEER_MAC, V6, PEER_V6, 1, 1, b""))[IPv6].hlim == 64
+    assert Ether(icmp_echo_request(MAC, PEER_MAC, V4, PEER_V4, 1, 1, b"", ttl=255))[IP].ttl == 255
+
+
+@pytest.mark.parametrize(("src", "dst"), [(V4, ALL_HOSTS_V4), (LL6, ALL_NODES_V6)])
+def test_unicast_replies_to_an_all_hosts_ping_parse(src: IPv4Address | IPv6Address,
+                                                     dst: IPv4Address | IPv6Address) -> None:
+    """Every host answers from its own address to ours: the reply parses like any other."""
+    request = Ether(icmp_echo_request(MAC, multicast_mac(dst), src, dst, 0x4242, 3, PAYLOAD,
+                                      ttl=1))
+    responder = IPv4Address("198.18.0.77") if isinstance(src, IPv4Address) else IPv6Address(
+        "fe80::77")
+    eth = Ether(src=mac_str(PEER_MAC), dst=mac_str(MAC))
+    if isinstance(src, IPv4Address):
+        reply = eth / IP(src=str(responder), dst=str(src)) / ICMP(
+            type=0, id=request[ICMP].id, seq=request[ICMP].seq) / Raw(PAYLOAD)
+    else:
+        reply = eth / IPv6(src=str(responder), dst=str(src)) / ICMPv6EchoReply(
+            id=0x4242, seq=3, data=PAYLOAD)
+    assert parse_control(bytes(reply)) == EchoReply(
+        src_mac=PEER_MAC, dst_mac=MAC, src_ip=responder, dst_ip=src, ident=0x4242, seq=3,
+        payload=PAYLOAD)
 
 
 # -- parser, fed frames built by scapy ----------------------------------------------------------
@@ -421,7 +521,7 @@ def test_parse_ns_skips_unknown_options_and_keeps_first_lladdr() -> None:
 def test_parse_na_ignores_source_lladdr_option() -> None:
     frame = bytes(Ether(src=mac_str(PEER_MAC), dst=mac_str(MAC))
                   / IPv6(src=str(PEER_V6), dst=str(V6), hlim=255)
-                  / ICMPv6ND_NA(S=1, O=1, tgt=str(PEER_V6))
+                  / ICMPv6ND_NA(R=0, S=1, O=1, tgt=str(PEER_V6))
                   / ICMPv6NDOptSrcLLAddr(lladdr=mac_str(MAC)))
     assert parse_control(frame) == dataclasses.replace(EXPECTED_NA, target_lladdr=None)
 
@@ -791,6 +891,17 @@ def test_na_rules() -> None:
     assert parse_control(icmp6_frame(na_message(b""), dst=IPv6Address("ff02::1"))) is None
     assert parse_control(icmp6_frame(na_message(b"", flags=0x20),
                                      dst=IPv6Address("ff02::1"))) is not None
+
+
+def test_na_router_flag() -> None:
+    """The R flag (bit 7 of the flags byte) alone sets ``router``: a router is preferred as a
+    discovered target."""
+    cases = [(0xE0, True, True, True), (0x80, True, False, False), (0x60, False, True, True),
+             (0x7F, False, True, True)]
+    for flags, router, solicited, override in cases:
+        parsed = parse_control(icmp6_frame(na_message(b"", flags=flags)))
+        assert isinstance(parsed, NeighborAdvertisement)
+        assert (parsed.router, parsed.solicited, parsed.override) == (router, solicited, override)
 
 
 def test_icmpv6_echo_reply_too_short() -> None:

@@ -1,8 +1,10 @@
 """Control frames of failure detection: ARP, ICMP/ICMPv6 echo and IPv6 neighbour discovery.
 
-Owns the wire formats of what a member's test address sends and receives when it probes its
-targets (as in.mpathd does): ARP requests and replies (RFC 826), ICMP echo (RFC 792), ICMPv6
-echo (RFC 4443), and neighbour solicitations and advertisements (RFC 4861). Builders return
+Owns the wire formats of what a probing member sends and receives when it probes its targets
+from a test, data or link-local address (as in.mpathd does): ARP requests and replies (RFC
+826), ICMP echo (RFC 792), ICMPv6 echo (RFC 4443), and neighbour solicitations and
+advertisements (RFC 4861), and the all-hosts / all-nodes groups that target discovery pings
+(with their multicast MACs). Builders return
 plain Ethernet frames (no VLAN tag, no virtio-net header, not padded to the 60-byte minimum:
 the NIC pads on transmit); the datapath adds the virtio-net header. :func:`parse_control`
 reads one such plain frame.
@@ -68,6 +70,13 @@ _IPV6 = struct.Struct("!IHBB16s16s")
 _ECHO = struct.Struct("!BBHHH")
 _ND = struct.Struct("!BBHB3x16s")
 
+#: Where target discovery pings when no target is configured (RFC 1112, RFC 4291 2.7.1).
+ALL_HOSTS_V4 = IPv4Address("224.0.0.1")
+ALL_NODES_V6 = IPv6Address("ff02::1")
+
+_IPV4_MULTICAST_MAC_PREFIX = bytes.fromhex("01005e")
+_IPV6_MULTICAST_MAC_PREFIX = bytes.fromhex("3333")
+
 _SOLICITED_NODE_PREFIX = IPv6Address("ff02::1:ff00:0").packed[:13]  # ff02::1:ff00:0/104
 _SOLICITED_NODE_MAC_PREFIX = bytes.fromhex("3333ff")
 
@@ -120,6 +129,7 @@ class NeighborAdvertisement:
     target_lladdr: bytes | None
     solicited: bool
     override: bool
+    router: bool = False  # the R flag: the sender is a router (RFC 4861 4.4)
 
 
 ControlFrame = Arp | EchoReply | NeighborSolicitation | NeighborAdvertisement
@@ -197,30 +207,46 @@ def _ipv6_icmp(src_mac: bytes, dst_mac: bytes, src_ip: IPv6Address, dst_ip: IPv6
             + message[:2] + csum.to_bytes(2, "big") + message[4:])
 
 
+def multicast_mac(ip: IPv4Address | IPv6Address) -> bytes:
+    """The Ethernet group address of multicast ``ip``: ``01:00:5e`` and its low 23 bits (RFC
+    1112 6.4), or ``33:33`` and its low 32 bits (RFC 2464 7)."""
+    if not ip.is_multicast:
+        raise ValueError(f"{ip} is not a multicast address")
+    if isinstance(ip, IPv4Address):
+        low = int.from_bytes(ip.packed[1:], "big") & 0x7FFFFF
+        return _IPV4_MULTICAST_MAC_PREFIX + low.to_bytes(3, "big")
+    return _IPV6_MULTICAST_MAC_PREFIX + ip.packed[12:]
+
+
 def icmp_echo_request(src_mac: bytes, dst_mac: bytes, src_ip: IPv4Address | IPv6Address,
                       dst_ip: IPv4Address | IPv6Address, ident: int, seq: int,
-                      payload: bytes) -> bytes:
-    """An ICMP (IPv4) or ICMPv6 echo request, TTL/hop limit 64; the family is that of the IPs.
+                      payload: bytes, ttl: int = DEFAULT_TTL) -> bytes:
+    """An ICMP (IPv4) or ICMPv6 echo request; the family is that of the IPs.
 
-    IPv4: IHL 5, DF set, identification 0 (an atomic datagram, RFC 6864).
+    ``ttl`` is the TTL or hop limit (64 unless said otherwise; 1 for an all-hosts ping, as
+    ``ping -t 1`` sends it, so that no router forwards it). ``dst_mac`` is the target's, or
+    :func:`multicast_mac` of a multicast ``dst_ip``. IPv4: IHL 5, DF set, identification 0
+    (an atomic datagram, RFC 6864).
     """
     _check_mac("src_mac", src_mac)
     _check_mac("dst_mac", dst_mac)
     _check_u16("ident", ident)
     _check_u16("seq", seq)
+    if not 1 <= ttl <= 255:
+        raise ValueError(f"ttl must be 1 to 255, got {ttl}")
     if isinstance(src_ip, IPv4Address) and isinstance(dst_ip, IPv4Address):
         total = IPV4_HLEN + ICMP_ECHO_HLEN + len(payload)
         if total > 0xFFFF:
             raise ValueError(f"echo payload of {len(payload)} bytes does not fit in IPv4")
         message = _ECHO.pack(ICMP_ECHO_REQUEST, 0, 0, ident, seq) + payload
         message = message[:2] + _checksum(message).to_bytes(2, "big") + message[4:]
-        header = _IPV4.pack(0x45, 0, total, 0, _IPV4_DF, DEFAULT_TTL, IPPROTO_ICMP, 0,
+        header = _IPV4.pack(0x45, 0, total, 0, _IPV4_DF, ttl, IPPROTO_ICMP, 0,
                             src_ip.packed, dst_ip.packed)
         header = header[:10] + _checksum(header).to_bytes(2, "big") + header[12:]
         return _ETH.pack(dst_mac, src_mac, ETH_P_IP) + header + message
     if isinstance(src_ip, IPv6Address) and isinstance(dst_ip, IPv6Address):
         message = _ECHO.pack(ICMPV6_ECHO_REQUEST, 0, 0, ident, seq) + payload
-        return _ipv6_icmp(src_mac, dst_mac, src_ip, dst_ip, DEFAULT_TTL, message)
+        return _ipv6_icmp(src_mac, dst_mac, src_ip, dst_ip, ttl, message)
     raise ValueError(f"src_ip {src_ip} and dst_ip {dst_ip} must be of the same family")
 
 
@@ -365,7 +391,8 @@ def _parse_ipv6(frame: bytes, dst_mac: bytes,
         return None
     return NeighborAdvertisement(src_mac=src_mac, dst_mac=dst_mac, src_ip=IPv6Address(src),
                                  target_ip=IPv6Address(target), target_lladdr=lladdr,
-                                 solicited=solicited, override=bool(flags & NA_FLAG_OVERRIDE))
+                                 solicited=solicited, override=bool(flags & NA_FLAG_OVERRIDE),
+                                 router=bool(flags & NA_FLAG_ROUTER))
 
 
 def _lladdr_option(message: bytes, wanted: int) -> bytes | None:
