@@ -84,7 +84,7 @@ _GROUP_KEYS = (
     "members",
 )
 _ROUTE_KEYS = ("to", "via")
-_PROBE_KEYS = ("method", "targets")
+_PROBE_KEYS = ("method", "targets", "transitive")
 _MEMBER_KEYS = ("name", "test_address", "standby")
 #: Group keys whose value is a mapping of bounded numbers only: the settings class it makes,
 #: and per key its field, ``integer`` or ``duration`` (ms), and its bounds.
@@ -386,7 +386,7 @@ class _Builder(NodeReader):
                 if target in seen:
                     where = self.where(seen[target])
                     raise self.error(item, item_key, f"duplicate target {target} (also at {where})")
-                if target.is_unspecified:
+                if target.is_unspecified or target.is_multicast or target.is_loopback:
                     raise self.error(item, item_key, f"{target} cannot be a probe target")
                 if method == "arp" and target.version != 4:
                     raise self.error(
@@ -397,7 +397,10 @@ class _Builder(NodeReader):
                     )
                 seen[target] = item_key
                 targets.append(target)
-        return Probe(method=method, targets=tuple(targets))
+        transitive = Probe().transitive
+        if "transitive" in values:
+            transitive = self.boolean(values["transitive"], f"{key}.transitive")
+        return Probe(method=method, targets=tuple(targets), transitive=transitive)
 
     def member(self, node: Node, key: str, group_key: str) -> MemberConfig:
         values = self.mapping(node, key, _MEMBER_KEYS, required=("name",))

@@ -91,7 +91,12 @@ class Probe:
     method: str = "icmp"
     """``"icmp"`` (echo requests, IPv4 or IPv6) or ``"arp"`` (ARP requests, IPv4 only)."""
     targets: tuple[IPv4Address | IPv6Address, ...] = ()
-    """Addresses to probe through each member; empty means no probing is configured."""
+    """Addresses to probe through each member; empty: the routes' gateways, else hosts found
+    by all-hosts ping."""
+    transitive: bool = True
+    """Probe without test addresses (Solaris 11's transitive probing): from data and IPv6
+    link-local addresses, and members with neither by link-layer frames to one that probes.
+    False: a member without a test address is judged by its link alone."""
 
 
 @dataclass(frozen=True, slots=True)

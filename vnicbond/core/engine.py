@@ -46,12 +46,21 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 
 from vnicbond.config import GroupConfig
 from vnicbond.core.addresses import AddressChanges, DataAddresses, TapAddress
-from vnicbond.core.detector import Detector, HealthChanged, Output, ProbeAnswered, SendProbe
+from vnicbond.core.detector import (
+    NUM_PROBE_FAILS,
+    Detector,
+    FdtChanged,
+    HealthChanged,
+    Output,
+    ProbeAnswered,
+    SendProbe,
+    TargetDropped,
+)
 from vnicbond.core.events import Event
 from vnicbond.core.group import ACTIVE_BACKUP, LOAD_SPREAD, Group
 from vnicbond.core.guests import Guests
@@ -70,10 +79,12 @@ from vnicbond.core.model import (
     SetForwarding,
     SetMacHosts,
     SetMemberFilter,
+    SetProbing,
     SetSpread,
 )
-from vnicbond.core.prober import Prober, ProbingMember, TokenBucket
-from vnicbond.core.targets import IPAddress, member_targets
+from vnicbond.core.prober import TokenBucket
+from vnicbond.core.probing import Probing
+from vnicbond.core.targets import MEMBER_PREFIX, MULTICAST, IPAddress
 
 #: Answers for a member's test address: per second, and at once.
 ANSWER_RATE = 100.0
@@ -84,7 +95,7 @@ ANSWER_BURST = 20.0
 FRAME_OUTCOMES = ("received", "replies", "answered", "rate_limited", "ignored")
 
 Effect = (SetForwarding | SetSpread | SetCarrier | SendAnnouncement | SendMacAnnouncement
-          | SendProbeFrames | SetMacHosts | SetMemberFilter | Event | HealthChanged
+          | SendProbeFrames | SetProbing | SetMacHosts | SetMemberFilter | Event | HealthChanged
           | ProbeAnswered)
 
 
@@ -96,20 +107,23 @@ class GroupEngine:
     """One group's decisions. Every input returns the effects to carry out, in order."""
 
     def __init__(self, cfg: GroupConfig, rng: random.Random | None = None,
-                 token: bytes | None = None, ident: int | None = None) -> None:
+                 token: bytes | None = None, ident: int | None = None,
+                 secret: bytes | None = None) -> None:
         self.cfg = cfg
         #: The data addresses: the configured ones and the system's (:mod:`.addresses`).
         self.data = DataAddresses([str(a) for a in cfg.addresses])
         self.addresses = self.data.data()
         self.group = Group(cfg.name, [(m.name, m.standby) for m in cfg.members],
                            self.addresses, failback=cfg.failback, mode=cfg.mode)
-        #: The gateways of the routes through the TAP (None: not read yet).
-        self.gateways: tuple[IPAddress, ...] | None = None
-        self.targets = member_targets(cfg)
-        self.detector = Detector(self._detector_members(), cfg.failure_detection_time_ms, rng)
-        self.prober = Prober(cfg.probe.method, [], token, ident)
+        #: Who probes what from where (:mod:`.probing`), and the prober's frames.
+        self.probing = Probing(cfg, token, ident, secret)
+        self.prober = self.probing.prober
+        self.detector = Detector([(m.name, ()) for m in cfg.members],
+                                 cfg.failure_detection_time_ms, rng)
         #: Each member's own MAC (probes and load spreading's announcements use it).
         self.macs: dict[str, bytes] = {}
+        #: Each member's link as last reported.
+        self.links: dict[str, bool] = {}
         self.answer_limit = {m.name: TokenBucket(ANSWER_RATE, ANSWER_BURST) for m in cfg.members}
         #: Per member: frames read from its probe sockets, by :data:`FRAME_OUTCOMES`.
         self.frames = {m.name: dict.fromkeys(FRAME_OUTCOMES, 0) for m in cfg.members}
@@ -124,9 +138,9 @@ class GroupEngine:
     def start(self, links: dict[str, bool], macs: dict[str, bytes], now: float) -> list[Effect]:
         """The members' links (up or not) and own MACs as found at start-up: the first
         election, with cause ``start``."""
-        self.macs = dict(macs)
-        self._reprobe()
-        return self._decided(self.group.start(self.detector.start(links, now)), now)
+        self.macs, self.links = dict(macs), dict(links)
+        effects = self._decided(self.group.start(self.detector.start(links, now)), now)
+        return self._replanned(effects, now)
 
     def snapshot(self) -> dict[str, Any]:
         """What code taking over the running daemon keeps of the group's decisions
@@ -134,7 +148,8 @@ class GroupEngine:
         guest MACs live, and the counters."""
         return {"detector": self.detector.snapshot(), "group": self.group.snapshot(),
                 "guests": self.guests.snapshot(), "failovers": self.failovers,
-                "address_moves": self.address_moves, "frames": self.frames}
+                "address_moves": self.address_moves, "frames": self.frames,
+                "probing": self.probing.snapshot()}
 
     def resume(self, kept: dict[str, Any], links: dict[str, bool], macs: dict[str, bytes],
                now: float) -> list[Effect]:
@@ -150,8 +165,14 @@ class GroupEngine:
             detector, group = dict(kept["detector"]), dict(kept["group"])
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"the engine's state is malformed: {e!r}") from None
-        self.macs = dict(macs)
-        self._reprobe()
+        self.macs, self.links = dict(macs), dict(links)
+        if "probing" in kept:
+            self.probing.restore(dict(kept["probing"]))
+        # The targets first, as the election left them, so that their statistics carry over.
+        hosts = ({a: group.get("active") for a in self.addresses} if self.cfg.mode == ACTIVE_BACKUP
+                 else {a: group.get("hosts", {}).get(a) for a in self.addresses})
+        self.probing.update(self.cfg, hosts, self.macs, links, now)
+        self.detector.retarget(self._detector_members(), now)
         self.guests.resume(dict(kept.get("guests", {})))
         healthy = self.detector.resume(detector, links, now)
         actions = self.group.resume(group, healthy)
@@ -160,17 +181,17 @@ class GroupEngine:
             if member in self.frames:
                 self.frames[member].update((k, v) for k, v in counts.items()
                                            if k in FRAME_OUTCOMES)
-        return self._decided(actions, now)
+        return self._replanned(self._decided(actions, now), now)
 
     def link(self, member: str, up: bool, now: float) -> list[Effect]:
         """``member``'s link went up or down (a NIC that went away counts as down)."""
-        return self._detected(self.detector.link(member, up, now), now)
+        self.links[member] = up
+        return self._replanned(self._detected(self.detector.link(member, up, now), now), now)
 
     def nic_back(self, member: str, mac: bytes, up: bool, now: float) -> list[Effect]:
         """A new NIC (with MAC ``mac``) took ``member``'s name: probe with its MAC from now
         on, and repair it by the usual rules."""
         self.macs[member] = mac
-        self._reprobe()
         return self.link(member, up, now)
 
     def probe_frames(self, member: str, frames: Iterable[bytes], now: float) -> list[Effect]:
@@ -180,11 +201,14 @@ class GroupEngine:
         bucket = self.answer_limit[member]
         answers: list[bytes] = []
         outputs: list[Output] = []
+        found: list[Effect] = []
         for frame in frames:
             counts["received"] += 1
             received = self.prober.receive(member, frame)
-            if not received.answers and not received.replies:
+            if not received.answers and not received.replies and not received.found:
                 counts["ignored"] += 1
+            for ip, router in received.found:
+                found.extend(self._found(member, ip, router, now))
             for answer in received.answers:
                 if bucket.take(now):
                     counts["answered"] += 1
@@ -195,14 +219,20 @@ class GroupEngine:
             for target, seq in received.replies:
                 outputs.extend(self.detector.reply(member, target, seq, now))
         effects: list[Effect] = [SendProbeFrames(member, tuple(answers))] if answers else []
-        return effects + self._detected(outputs, now)
+        return self._replanned(effects + found + self._detected(outputs, now), now)
 
     def tick(self, now: float) -> list[Effect]:
         """The time reached :meth:`next_deadline`: announcement rounds that are due, probes
-        that ran out or are due."""
+        that ran out or are due, all-hosts pings, the proxy's turn."""
         effects: list[Effect] = [r for when, r in self._rounds if when <= now]
         self._rounds = [(when, r) for when, r in self._rounds if when > now]
-        return effects + self._detected(self.detector.tick(now), now)
+        effects += self._detected(self.detector.tick(now), now)
+        effects += self._silent_found(now)
+        self.probing.rotate({m: self.detector.healthy(m) for m in self.links}, self.links, now)
+        effects = self._replanned(effects, now)
+        for member, frames in self.probing.discover(now, self.detector.interval):
+            effects.append(SendProbeFrames(member, tuple(frames)))
+        return effects
 
     def macs_changed(self, added: list[bytes], removed: list[bytes], now: float
                      ) -> list[Effect]:
@@ -225,20 +255,15 @@ class GroupEngine:
         if not changes.added and not changes.removed:
             return changes, []
         self.addresses = self.data.data()
-        return changes, self._decided(self.group.set_addresses(self.addresses, Cause.SYSTEM),
-                                      now)
+        return changes, self._replanned(
+            self._decided(self.group.set_addresses(self.addresses, Cause.SYSTEM), now), now)
 
     def gateways_read(self, gateways: Iterable[IPAddress], now: float) -> list[Effect]:
         """The gateways of the routes through the TAP in the kernel's main table now: with no
         targets configured they are the probe targets (:mod:`vnicbond.core.targets`), and the
         members probe them from now on; targets that stay keep their statistics."""
-        self.gateways = tuple(dict.fromkeys(gateways))
-        targets = member_targets(self.cfg, self.gateways)
-        if targets == self.targets:
-            return []
-        self.targets = targets
-        self._reprobe()
-        return self._detected(self.detector.retarget(self._detector_members(), now), now)
+        self.probing.gateways = tuple(dict.fromkeys(gateways))
+        return self._replanned([], now)
 
     def set_offline(self, member: str, offline: bool, now: float) -> tuple[bool, list[Effect]]:
         """Take ``member`` out of service (its traffic moves first) or put it back; returns
@@ -252,7 +277,8 @@ class GroupEngine:
             raise AdminRefused(f"cannot take {member} offline: no other member of "
                                f"{self.cfg.name} could carry its traffic")
         effects = self._detected(self.detector.set_offline(member, offline, now), now)
-        return True, effects + self._decided(self.group.set_offline(member, offline), now)
+        effects += self._decided(self.group.set_offline(member, offline), now)
+        return True, self._replanned(effects, now)
 
     def reconfigure(self, cfg: GroupConfig, links: dict[str, bool], macs: dict[str, bytes],
                     now: float) -> list[Effect]:
@@ -264,53 +290,100 @@ class GroupEngine:
         self.cfg = cfg
         self.data.reconfigure([str(a) for a in cfg.addresses])
         self.addresses = self.data.data()
-        self.targets = member_targets(cfg, self.gateways)
-        self.macs = {m: macs[m] for m in names}
+        self.macs, self.links = {m: macs[m] for m in names}, dict(links)
         self.guests.failback = cfg.failback
         self.answer_limit = {m: self.answer_limit.get(m) or TokenBucket(ANSWER_RATE, ANSWER_BURST)
                              for m in names}
         self.frames = {m: self.frames.get(m) or dict.fromkeys(FRAME_OUTCOMES, 0) for m in names}
-        self._reprobe()
-        outputs = self.detector.reconfigure(self._detector_members(),
-                                            cfg.failure_detection_time_ms, links, now)
+        outputs = self.detector.reconfigure(
+            [(m, self.probing.plan[m].targets if m in self.probing.plan else ()) for m in names],
+            cfg.failure_detection_time_ms, links, now)
         effects = self._decided(self.group.reconfigure(
             [(m.name, m.standby) for m in cfg.members], self.addresses, cfg.failback,
             {m: self.detector.healthy(m) for m in names}), now)
         effects += self._detected(outputs, now)
         effects.append(self._event("config", None, "reloaded", Cause.RELOAD))
-        return effects
+        return self._replanned(effects, now)
 
     # -- queries -----------------------------------------------------------------------------
     def next_deadline(self) -> float | None:
         """When :meth:`tick` must run next (None: nothing pending)."""
         times = [when for when, _ in self._rounds]
-        deadline = self.detector.next_deadline()
-        if deadline is not None:
-            times.append(deadline)
+        times += [t for t in (self.detector.next_deadline(), self.probing.next_deadline())
+                  if t is not None]
         return min(times) if times else None
 
-    def probe_address(self, member: str) -> IPv4Address | IPv6Address | None:
-        """The test address ``member`` probes from, or None if it does not probe."""
+    @property
+    def targets(self) -> dict[str, tuple[str, ...]]:
+        """Per member, the targets it probes (IPs, and ``member:NAME``)."""
+        return {m: p.targets for m, p in self.probing.plan.items()}
+
+    def probe_sockets(self, member: str) -> SetProbing:
+        """What ``member``'s probe sockets must take now (:class:`SetProbing`)."""
+        p = self.probing.plan.get(member)
+        sources = p.sources if p is not None else ()
+        return SetProbing(member, tuple(dict.fromkeys(s.mac for s in sources)),
+                          tuple(s.ip.packed for s in sources if s.answers))
+
+    def test_address(self, member: str) -> IPv4Address | IPv6Address | None:
+        """``member``'s configured test address, if it has one."""
         test = next(m.test_address for m in self.cfg.members if m.name == member)
-        return test.ip if test is not None and self.targets[member] else None
+        return test.ip if test is not None else None
 
     def answers_rate_limited(self) -> int:
         """Answers for test addresses refused by the rate limit, in all."""
         return sum(b.dropped for b in self.answer_limit.values())
 
     # -- the composition ---------------------------------------------------------------------
-    def _detector_members(self) -> list[tuple[str, list[str]]]:
-        return [(m, [str(t) for t in ts]) for m, ts in self.targets.items()]
+    def _detector_members(self) -> list[tuple[str, tuple[str, ...]]]:
+        return [(m.name, self.probing.plan[m.name].targets if m.name in self.probing.plan
+                 else ()) for m in self.cfg.members]
 
-    def _reprobe(self) -> None:
-        """The prober speaks for the members that probe now, with their current MACs."""
-        probing = []
-        for m in self.cfg.members:
-            ip = self.probe_address(m.name)
-            if ip is not None and m.name in self.macs:
-                probing.append(ProbingMember(m.name, self.macs[m.name], ip,
-                                             self.targets[m.name]))
-        self.prober.reconfigure(self.cfg.probe.method, probing)
+    def _replanned(self, effects: list[Effect], now: float) -> list[Effect]:
+        """After an input: the probing plan for the election as it stands now. Members whose
+        sources changed get their sockets set (:class:`SetProbing`), the detector its new
+        targets (which may change health, and the election, and so the plan again: a few
+        rounds at most)."""
+        for _ in range(4):
+            before = {m: self.probe_sockets(m) for m in self.probing.plan}
+            changed = self.probing.update(self.cfg, self.group.address_hosts(), self.macs,
+                                          self.links, now)
+            if not changed:
+                break
+            effects += [after for m in changed
+                        if (after := self.probe_sockets(m)) != before.get(m)]
+            effects += self._detected(self.detector.retarget(self._detector_members(), now),
+                                      now)
+        return effects
+
+    def _found(self, member: str, ip: IPAddress, router: bool, now: float = 0.0
+               ) -> list[Effect]:
+        """A host answered ``member``'s all-hosts ping (or is a router): a target, if the
+        finder keeps it."""
+        finder = self.probing.finder
+        changed = finder.router(ip) if router else finder.found(ip, now)
+        if not changed or ip not in finder.targets(ip.version):
+            return []
+        return [self._event("target", member, "found", Cause.PROBE, str(ip),
+                            "a router" if router else "answered an all-hosts ping")]
+
+    def _silent_found(self, now: float) -> list[Effect]:
+        """Targets found by all-hosts ping that stopped answering a member while another
+        answers it are dropped, and others looked for."""
+        effects: list[Effect] = []
+        for member, p in self.probing.plan.items():
+            if p.mode != MULTICAST:
+                continue
+            stats = [t for t in self.detector.targets(member)
+                     if not t.target.startswith(MEMBER_PREFIX)]
+            if not any(t.ok_run for t in stats):
+                continue
+            for t in stats:
+                if t.lost_run >= NUM_PROBE_FAILS and self.probing.finder.drop(
+                        ip_address(t.target), now):
+                    effects.append(self._event("target", member, "dropped", Cause.PROBE,
+                                               t.target, "stopped answering"))
+        return effects
 
     def _detected(self, outputs: list[Output], now: float) -> list[Effect]:
         """The detector's outputs as effects: probes as frames, every health change of this
@@ -323,6 +396,14 @@ class GroupEngine:
                 if out.member in self.prober.members:
                     frames = self.prober.probe(out.member, out.target, out.seq, out.resolve)
                     effects.append(SendProbeFrames(out.member, tuple(frames)))
+            elif isinstance(out, FdtChanged):
+                effects.append(self._event("fdt", None, str(out.new_ms), Cause.PROBE,
+                                           str(out.old_ms), out.reason))
+            elif isinstance(out, TargetDropped):
+                effects.append(self._event("target", out.member, "dropped", Cause.PROBE,
+                                           out.target, out.reason))
+                if self.probing.mode(out.member) == MULTICAST:
+                    self.probing.finder.drop(ip_address(out.target), now)
             else:
                 effects.append(out)
                 if isinstance(out, HealthChanged):
@@ -388,5 +469,5 @@ class GroupEngine:
         return [first]
 
     def _event(self, kind: str, member: str | None, state: str, cause: Cause | None,
-               old: str | None = None) -> Event:
-        return Event(self.cfg.name, kind, member, state, old, cause)
+               old: str | None = None, reason: str | None = None) -> Event:
+        return Event(self.cfg.name, kind, member, state, old, cause, reason)

@@ -22,7 +22,10 @@ HISTORY = 1000
 @dataclass(frozen=True, slots=True)
 class Event:
     """One change. ``kind`` is ``member``, ``group``, ``address``, ``carrier``, ``config``,
-    ``mtu`` or ``mtu_refused``; ``state`` is the new state (for ``address``: the address, and
+    ``mtu``, ``mtu_refused``, ``fdt`` (the failure detection time in use changed: ``state``
+    the new one in ms, ``old`` the previous, ``reason`` why) or ``target`` (``member``'s probe
+    target ``old`` was ``found`` or ``dropped``: ``state``, and ``reason`` why);
+    ``state`` is the new state (for ``address``: the address, and
     ``member`` its new host; for ``mtu_refused``: the MTU refused, ``member`` the member that
     refused it, None for the TAP); ``old`` the previous one (for ``mtu_refused``: the MTU that
     stays); ``reason`` the kernel's words where it refused something."""
@@ -42,6 +45,11 @@ class Event:
             who = f"member {self.member}" if self.member else "the TAP"
             return (f"{self.group}: mtu {self.state} refused: {who} cannot take it "
                     f"({self.reason}); the group stays at {self.old} ({cause})")
+        if self.kind == "fdt":
+            return f"{self.group}: {self.reason}"
+        if self.kind == "target":
+            return (f"{self.group}: member {self.member}: probe target {self.old} {self.state}"
+                    f" ({self.reason})")
         if self.kind == "address":
             return f"{self.group}: address {self.state} moved {self.old} -> {self.member} ({cause})"
         subject = f"member {self.member}" if self.kind == "member" else self.kind

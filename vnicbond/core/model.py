@@ -131,6 +131,17 @@ class SendProbeFrames:
 
 
 @dataclass(frozen=True, slots=True)
+class SetProbing:
+    """``member``'s probe sockets must take replies for ``macs`` (the MACs its sources send
+    with) and questions (ARP/NS) for ``questions`` (its test and link-local addresses);
+    no MAC: it probes from no address and needs none."""
+
+    member: str
+    macs: tuple[bytes, ...]
+    questions: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class SendMacAnnouncement:
     """Send one round of learning frames (RARP, the guest's MAC as source, broadcast) for each
     guest MAC in ``macs`` out of ``member``, so the switch moves them to its port."""

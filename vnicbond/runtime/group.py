@@ -41,6 +41,7 @@ from vnicbond.core.model import (
     SetForwarding,
     SetMacHosts,
     SetMemberFilter,
+    SetProbing,
     SetSpread,
 )
 from vnicbond.core.reload import group_changes
@@ -229,6 +230,7 @@ class GroupRuntime:
             return False
         rings.rx.head, rings.tx.head = heads[0] % rings.rx.count, heads[1] % rings.tx.count
         # (the socket keeps what the NIC was asked to accept: nothing to ask again)
+        member.probe_replies = self._probe_replies()
         member.adopt(self._loop, self.datapath, sock, rings, accepted, everything,
                      self._on_probe_frames, self.cfg.mac)
         self._configure(member)
@@ -266,8 +268,14 @@ class GroupRuntime:
         if self.datapath is not None:
             self.datapath.stop()
 
+    def _probe_replies(self) -> tuple[int, bytes]:
+        """The ICMP identifier and token prefix of the daemon's probes (their replies are
+        kept from the TAP)."""
+        return self.engine.prober.ident, self.engine.prober.token[:4]
+
     def _open(self, member: Member) -> None:
         assert self._loop is not None and self.datapath is not None
+        member.probe_replies = self._probe_replies()
         member.open(self._loop, self.datapath, self.cfg.mac, self.mtu.value,
                     self._on_probe_frames)
         self._configure(member)
@@ -275,8 +283,8 @@ class GroupRuntime:
 
     def _configure(self, member: Member) -> None:
         """The member's test address and probing as the configuration and engine have them."""
-        test = next(m.test_address for m in self.cfg.members if m.name == member.name)
-        member.configure(test.ip if test else None, self.engine.probe_address(member.name))
+        member.configure(self.engine.test_address(member.name),
+                         self.engine.probe_sockets(member.name), self.cfg.probe.transitive)
 
     def _configure_all(self) -> None:
         """Every member's probing as the engine has it now (its targets changed)."""
@@ -311,6 +319,9 @@ class GroupRuntime:
                         self.datapath.send_frame(member, announcement(mac, address))
                 case SendProbeFrames(member=member, frames=frames):
                     self.members[member].send_probe_frames(frames)
+                case SetProbing(member=member):
+                    if member in self.members:
+                        self._configure(self.members[member])
                 case SendMacAnnouncement(member=member, macs=macs):
                     for mac in macs:
                         self.datapath.send_frame(member, mac_announcement(mac))
@@ -464,6 +475,7 @@ class GroupRuntime:
             member = added[name] = Member(name, cfg.name)
             member.link = await loop.run_in_executor(None, netlink.get_link, name)
             assert self._loop is not None and self.datapath is not None
+            member.probe_replies = self._probe_replies()
             member.open(self._loop, self.datapath, cfg.mac, self.mtu.value,
                         self._on_probe_frames)
             self.guests.accept_on(member)

@@ -25,9 +25,18 @@ from dataclasses import astuple
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
+from vnicbond.core.model import SetProbing
 from vnicbond.datapath import Datapath
 from vnicbond.system.netlink import LinkInfo
-from vnicbond.system.packet import ProbeSockets, accept_all, accept_mac, open_member_socket
+from vnicbond.system.packet import (
+    ProbeSockets,
+    accept_all,
+    accept_mac,
+    attach_data_filter,
+    kernel_drops,
+    open_member_socket,
+    open_transitive_socket,
+)
 from vnicbond.system.ring import MemberRings, rx_geometry
 
 log = logging.getLogger("vnicbond")
@@ -58,6 +67,11 @@ class Member:
         self.accepted: set[bytes] = set()
         self.accepting_all = False
         self.probe: ProbeSockets | None = None
+        #: The socket of link-layer probes (ethertype 0x88B5), while the group probes so.
+        self.transitive: socket.socket | None = None
+        #: The daemon's probes' ICMP identifier and token prefix: the data socket's filter
+        #: keeps their replies from the TAP (None: no filter).
+        self.probe_replies: tuple[int, bytes] | None = None
         self._probe_kernel = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._datapath: Datapath | None = None
@@ -107,6 +121,8 @@ class Member:
         """Use ``sock`` and its rings from now on, and hand them to the datapath."""
         self.sock, self.rings = sock, rings
         self.accepted, self.accepting_all = set(), False
+        if self.probe_replies is not None:
+            attach_data_filter(sock, *self.probe_replies)
         self.mac = sock.getsockname()[4]
         self._loop, self._datapath, self._on_frames = loop, datapath, on_frames
         if self.name in datapath.ports:  # a new NIC under the member's name
@@ -137,19 +153,25 @@ class Member:
         old_sock.close()
         return True
 
-    def configure(self, test_ip: IPAddress | None, probe_ip: IPAddress | None) -> None:
-        """The member's test address (frames for it belong to the daemon, not the TAP) and
-        the address it probes from (None: it does not probe): open, re-filter or close the
-        probe sockets to match. Only while the member is open."""
+    def configure(self, test_ip: IPAddress | None, probing: SetProbing, transitive: bool
+                  ) -> None:
+        """The member's test address (frames for it belong to the daemon, not the TAP), what
+        its probe sockets take (no MAC: it probes from no address, and has none), and
+        whether it has a socket for link-layer probes: open, re-filter or close them to
+        match. Only while the member is open."""
         if self.sock is None or self._datapath is None:
             return
         self._datapath.set_test_ip(self.name, _packed(test_ip))
-        if probe_ip is None:
+        if not probing.macs:
             self._close_probe()
         elif self.probe is not None:
-            self.probe.refilter(self.mac, probe_ip.packed)
+            self.probe.refilter(list(probing.macs), list(probing.questions))
         else:
-            self._open_probe(probe_ip)
+            self._open_probe(probing)
+        if not transitive:
+            self._close_transitive()
+        elif self.transitive is None:
+            self._open_transitive()
 
     def close(self) -> None:
         """Stop reading and close every socket (the datapath's port keeps its counters and
@@ -166,6 +188,7 @@ class Member:
             self.sock.close()
             self.sock = None
         self._close_probe()
+        self._close_transitive()
 
     def link_changed(self, info: LinkInfo) -> None:
         """Netlink reports the member's NIC (same index): keep its MTU for the datapath, and
@@ -179,8 +202,8 @@ class Member:
             dp.set_mtu(self.name, info.mtu)
         if info.admin_up:  # (on every report: a missed down-up, events lost, costs nothing)
             dp.rearm(self.name)
-            if self.probe is not None and self._loop is not None:
-                for sock in self.probe:
+            if self._loop is not None:
+                for sock in self._control_sockets():
                     self._loop.remove_reader(sock.fileno())
                     self._loop.add_reader(sock.fileno(), self._on_probe_ready, sock)
 
@@ -215,31 +238,57 @@ class Member:
                         self.name, e.strerror or e)
 
     def send_probe_frames(self, frames: tuple[bytes, ...]) -> None:
-        """Send control frames out of the probe socket (lost, as on a down link, if the
+        """Send control frames out of a control socket (lost, as on a down link, if the
         member has none now)."""
-        if self.probe is None:
+        sock = self.probe.replies if self.probe is not None else self.transitive
+        if sock is None:
             return
         for frame in frames:
             with contextlib.suppress(OSError):
-                self.probe.replies.send(frame)
+                sock.send(frame)
 
     def probe_kernel_drops(self) -> int:
         """Frames the kernel dropped at the probe sockets (their queue was full), in all."""
         if self.probe is not None:
             self._probe_kernel += self.probe.kernel_drops()
+        if self.transitive is not None:
+            self._probe_kernel += kernel_drops(self.transitive)
         return self._probe_kernel
 
     # -- probe sockets -----------------------------------------------------------------------
-    def _open_probe(self, probe_ip: IPAddress) -> None:
+    def _control_sockets(self) -> list[socket.socket]:
+        socks = list(self.probe) if self.probe is not None else []
+        return socks + ([self.transitive] if self.transitive is not None else [])
+
+    def _open_probe(self, probing: SetProbing) -> None:
         assert self._loop is not None
         try:
-            self.probe = ProbeSockets(self.name, self.mac, probe_ip.packed)
+            self.probe = ProbeSockets(self.name, list(probing.macs), list(probing.questions))
         except OSError as e:
             log.warning("%s: member %s: cannot open its probe sockets: %s", self.group,
                         self.name, e.strerror or e)
             return
         for sock in self.probe:
             self._loop.add_reader(sock.fileno(), self._on_probe_ready, sock)
+
+    def _open_transitive(self) -> None:
+        assert self._loop is not None
+        try:
+            self.transitive = open_transitive_socket(self.name)
+        except OSError as e:
+            log.warning("%s: member %s: cannot open its link-layer probe socket: %s",
+                        self.group, self.name, e.strerror or e)
+            return
+        self._loop.add_reader(self.transitive.fileno(), self._on_probe_ready, self.transitive)
+
+    def _close_transitive(self) -> None:
+        if self.transitive is None:
+            return
+        if self._loop is not None:
+            self._loop.remove_reader(self.transitive.fileno())
+        self._probe_kernel += kernel_drops(self.transitive)
+        self.transitive.close()
+        self.transitive = None
 
     def _close_probe(self) -> None:
         if self.probe is None:

@@ -13,7 +13,6 @@ import time
 from typing import Any
 
 from vnicbond import __version__
-from vnicbond.core.targets import target_mode
 from vnicbond.runtime.group import GroupRuntime
 from vnicbond.wire.mac import format_mac
 
@@ -38,7 +37,9 @@ def group_status(rt: GroupRuntime, now: float) -> dict[str, Any]:
             "flows": len(port.flows) if port else 0,
             "flow_buckets": share.get(m.name, 0),
             "test_address": str(m.test_address) if m.test_address else None,
-            "target_mode": target_mode(rt.cfg, m.name),
+            "target_mode": engine.probing.mode(m.name),
+            "probe_from": [str(s.ip) for s in engine.probing.plan[m.name].sources]
+            if m.name in engine.probing.plan else [],
             # The frames on the member's probe sockets by outcome ("control" for users).
             "control": {**engine.frames[m.name], "kernel": member.probe_kernel_drops()},
             **counters,
@@ -51,7 +52,8 @@ def group_status(rt: GroupRuntime, now: float) -> dict[str, Any]:
         "mtu": rt.mtu.value,
         "state": group.state.value if group.state else "failed",
         "carrier": bool(group.carrier),
-        "fdt_ms": rt.cfg.failure_detection_time_ms,
+        "fdt_ms": engine.detector.fdt_ms,
+        "fdt_configured_ms": rt.cfg.failure_detection_time_ms,
         "failback": rt.cfg.failback,
         "active": group.active,
         "failovers": engine.failovers,
@@ -62,8 +64,8 @@ def group_status(rt: GroupRuntime, now: float) -> dict[str, Any]:
         "addresses": [{"address": a, "member": hosts[a], "source": engine.data.source(a)}
                       for a in engine.addresses],
         "targets": [
-            {"member": m.name, "target": t.target, "rtt_ms": t.rtt_ms, "lost": t.lost,
-             "sent": t.sent}
+            {"member": m.name, "target": t.target, "rtt_ms": t.rtt_ms, "srtt_ms": t.srtt_ms,
+             "rttvar_ms": t.rttvar_ms, "lost": t.lost, "sent": t.sent}
             for m in rt.cfg.members for t in engine.detector.targets(m.name)],
         "answers_rate_limited": engine.answers_rate_limited(),
         "macs": guest_macs(rt, now),
