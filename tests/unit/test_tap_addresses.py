@@ -24,7 +24,7 @@ from vnicbond.core.addresses import DataAddresses, TapAddress
 from vnicbond.core.detector import DISABLED, UNKNOWN
 from vnicbond.core.model import SendAnnouncement, SendProbeFrames, SetSpread
 from vnicbond.core.placement import home_placement
-from vnicbond.core.targets import member_targets, probe_targets, target_mode
+from vnicbond.core.targets import group_targets, plan, probe_targets
 
 V4, V6 = "198.18.0.10/24", "2001:db8::10/64"
 DHCP, SLAAC, LINK_LOCAL = "198.18.0.50/24", "2001:db8::8c:1/64", "fe80::1/64"
@@ -191,7 +191,8 @@ def test_targets_are_configured_or_else_the_kernels_gateways() -> None:
     assert probe_targets(cfg(addresses=f"[{V4}]", routes=routes)) == (GW,)
     assert probe_targets(cfg(addresses=f"[{V4}]", routes=routes), []) == ()
     # Members probe the gateways of their test address's family.
-    assert member_targets(cfg(), [GW6, GW]) == {"m0": (GW,), "m1": (GW,)}
+    targets = group_targets(cfg(), [GW6, GW], {}, {4})
+    assert plan(cfg(), targets, MACS, {})["m0"].targets == (str(GW),)
 
 
 def test_target_mode_per_member() -> None:
@@ -199,9 +200,11 @@ def test_target_mode_per_member() -> None:
             "      - {name: m0, test_address: 198.18.0.21/24}\n"
             "      - {name: m1, test_address: '2001:db8::22/64'}\n      - {name: m2}\n")
     group = parse_config(text).groups[0]
-    assert [target_mode(group, m) for m in ("m0", "m1", "m2")] == [
+    targets = group_targets(group, [GW], {}, {4, 6})
+    assert [p.mode for p in plan(group, targets, MACS, {}).values()] == [
         "routes", "disabled", "disabled"]
-    assert target_mode(cfg(targets=TARGET), "m0") == "configured"
+    c = cfg(targets=TARGET)
+    assert plan(c, group_targets(c, [], {}, {4}), MACS, {})["m0"].mode == "configured"
 
 
 def test_a_gateway_from_the_routes_is_probed_and_its_loss_detected() -> None:
@@ -210,7 +213,7 @@ def test_a_gateway_from_the_routes_is_probed_and_its_loss_detected() -> None:
     assert w.engine.detector.probe_state("m0") == DISABLED
     w.call(w.engine.gateways_read, [ip_address(TARGET)])
     assert w.engine.detector.probe_state("m0") == UNKNOWN
-    assert w.engine.probe_address("m0") == ip_address("198.18.0.21")
+    assert w.engine.probe_sockets("m0").questions == (ip_address("198.18.0.21").packed,)
     effects = w.run(w.now + 1.0)
     assert {e.member for e in of(effects, SendProbeFrames)} == {"m0", "m1"}
     assert w.engine.detector.probe_state("m0") == "ok"

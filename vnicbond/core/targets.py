@@ -195,17 +195,3 @@ def plan(cfg: GroupConfig, targets: GroupTargets, macs: Mapping[str, bytes],
         else:
             result[m.name] = MemberProbe()
     return result
-
-
-def member_targets(cfg: GroupConfig, gateways: Sequence[IPAddress] | None = None
-                   ) -> dict[str, tuple[IPAddress, ...]]:
-    """Per member, in configuration order, the targets it probes from a test address (the
-    rule before ``probe.transitive``; empty: it does not probe from one)."""
-    targets = probe_targets(cfg, gateways)
-    result = {}
-    for m in cfg.members:
-        test = m.test_address
-        ok = test is not None and not (cfg.probe.method == "arp" and test.version == 6)
-        result[m.name] = tuple(t for t in targets if ok and test is not None
-                               and t.version == test.version)
-    return result
