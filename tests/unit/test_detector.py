@@ -55,12 +55,16 @@ from vnicbond.core.detector import (
     RESOLVE_AFTER,
     SUSPECT_LOSSES,
     UNKNOWN,
+    LATE_WINDOW,
     Detector,
+    FdtChanged,
     HealthChanged,
     Output,
     ProbeAnswered,
     SendProbe,
+    TargetDropped,
 )
+from vnicbond.core import rtt as rttmod
 from vnicbond.core.group import Group
 from vnicbond.core.model import Action, Announce, Cause, GroupChanged, GroupState, SetForwarding
 
@@ -87,6 +91,7 @@ class Probe:
     seq: int
     sent: float
     answered: bool  # the scripted network will deliver a reply (in time or not)
+    deadline: float = math.inf  # when it is lost, fixed when it was sent
     replied: float | None = None  # when a reply arrived in time (before sent + I)
     outcome: str | None = None  # "ok", "lost" or "void" (the link went down under it)
     at: float | None = None  # when the outcome was counted (in probe order)
@@ -114,6 +119,13 @@ class Net:
         self.det = Detector([(n, list(ts)) for n, ts in self.targets.items()], fdt_ms,
                             rng=random.Random(seed))
         self.interval = self.det.interval
+        self.fdt_ms = fdt_ms  # configured
+        #: the driver's own RTT estimates (ms), fed by every reply it delivers in the window
+        self.est: dict[tuple[str, str], tuple[float | None, float | None]] = {}
+        self.quiet_until: dict[str, float | None] = dict.fromkeys(
+            self.targets, now + fdt_ms / 1000.0)
+        self.quiet = 0  # losses set aside in quiet periods
+        self.fdt_changes: list[tuple[float, FdtChanged]] = []
         self.answer = answer
         self.delay: Delay = rtt if callable(rtt) else (lambda m, t, s: rtt)
         self.now = now
@@ -211,6 +223,9 @@ class Net:
         self._advance(now)
         late = self.due(p, now)
         counts = p.outcome is None and not late
+        if p.outcome != "void" and now - p.sent <= LATE_WINDOW:
+            self.est[p.member, p.target] = rttmod.estimate(
+                *self.est.get((p.member, p.target), (None, None)), (now - p.sent) * 1000.0)
         if counts:
             p.replied = now
             self._resolve(p.member, p.target, now)
@@ -222,11 +237,22 @@ class Net:
         answered = [o for o in outs if isinstance(o, ProbeAnswered)]
         rtt = round((now - p.sent) * 1000.0, 3)
         assert answered == ([ProbeAnswered(p.member, p.target, rtt)] if counts else []), outs
-        if not counts:
+        adapted = any(isinstance(o, FdtChanged | TargetDropped) for o in outs)
+        if not counts and not adapted:
             why = "voided by a link-down" if p.outcome == "void" else "arriving too late"
             assert outs == [], f"a reply to a probe {why} must count for nothing: {outs}"
             assert snapshot(self.det, self.targets) == before, f"a reply {why} changed state"
         return outs
+
+    def crtt(self, member: str, target: str) -> float:
+        """The driver's srtt + 4 rttvar (s) for the target; 0 while it has no sample."""
+        return (rttmod.crtt(*self.est.get((member, target), (None, None))) or 0.0) / 1000.0
+
+    def timeout(self, member: str, target: str) -> float:
+        """min(I, max(crtt, 20 ms)), I without a sample: the spec's rule, from our books."""
+        if (member, target) not in self.est:
+            return self.interval
+        return min(self.interval, max(self.crtt(member, target), 0.020))
 
     def link(self, member: str, up: bool, at: float | None = None) -> list[Output]:
         if at is not None:
@@ -237,6 +263,7 @@ class Net:
             self.link_since[member] = now
             if up:
                 self.link_ups[member].append(now)
+                self.quiet_until[member] = now + self.fdt_ms / 1000.0
             else:
                 for t in self.targets[member]:
                     q = self.queues[member, t]
@@ -262,7 +289,7 @@ class Net:
     # -- books ---------------------------------------------------------------------------------
     def due(self, p: Probe, now: float) -> bool:
         """Whether ``p``'s interval has run out at ``now`` (a reply now is late: a loss)."""
-        return p.sent + self.interval <= now
+        return p.deadline <= now
 
     def _resolve(self, member: str, target: str, now: float) -> None:
         """Count the outcomes known at ``now``, strictly in probe order: an answered probe
@@ -285,9 +312,15 @@ class Net:
         del self.outstanding[p.seq]
         if kind == "void":
             return
+        quiet = self.quiet_until[p.member]
+        if kind == "lost" and quiet is not None and now < quiet:
+            self.quiet += 1
+            self.events.append(Event(now, p.member, p.target, "quiet", p.seq))
+            return  # set aside: the member just appeared
         self.events.append(Event(now, p.member, p.target, kind, p.seq))
         run = self.runs[p.member, p.target]
         if kind == "ok":
+            self.quiet_until[p.member] = None
             run[0] += 1
             run[1] = 0
             if run[0] >= NUM_PROBE_REPAIRS:
@@ -316,7 +349,8 @@ class Net:
                 lost_run = self.runs[o.member, o.target][1]
                 assert o.resolve == (lost_run >= RESOLVE_AFTER), (o, lost_run)
                 p = Probe(o.member, o.target, o.seq, self.now,
-                          self.answer(o.member, o.target, self.now))
+                          self.answer(o.member, o.target, self.now),
+                          self.now + self.timeout(o.member, o.target))
                 self.outstanding[o.seq] = p
                 self.queues[o.member, o.target].append(p)
                 self.probes.append(p)
@@ -325,6 +359,16 @@ class Net:
                     heapq.heappush(self._replies, (arrives, next(self._order), p))
             elif isinstance(o, ProbeAnswered):
                 assert kind == "reply", f"only a reply is answered: {o}"
+            elif isinstance(o, FdtChanged):
+                assert o.old_ms * 7 == round(self.interval * 7000 * 7), (o, self.interval)
+                self.fdt_changes.append((self.now, o))
+                if o.new_ms > o.old_ms:  # raised: the slow targets' losses are forgiven
+                    for (m, t), run in self.runs.items():
+                        if self.crtt(m, t) > self.interval:
+                            run[1] = 0
+                self.interval = o.new_ms / 7000.0
+            elif isinstance(o, TargetDropped):
+                self.targets[o.member].remove(o.target)
             else:
                 assert isinstance(o, HealthChanged), o
                 assert o.member not in seen, f"{o.member} changed twice in one call: {outs}"

@@ -52,7 +52,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vnicbond.core import rtt
 from vnicbond.core.model import Cause
+from vnicbond.core.rtt import FDT_HOLD, LATE_WINDOW, TIMEOUT_FLOOR, FdtChanged
+
+__all__ = ["FDT_HOLD", "LATE_WINDOW", "TIMEOUT_FLOOR", "FdtChanged"]  # re-exported
 
 NUM_PROBE_FAILS = 5
 NUM_PROBE_REPAIRS = 10
@@ -64,7 +68,17 @@ FLAP_WINDOW = 60.0
 #: Link-ups tolerated within FLAP_WINDOW; one more and the member is flapping.
 FLAP_LIMIT = 2
 #: A target's statistics that code taking over the daemon keeps (:meth:`Detector.snapshot`).
-_KEPT_STATS = ("sent", "lost", "lost_run", "ok_run", "rtt_ms", "answers")
+_KEPT_STATS = ("sent", "lost", "lost_run", "ok_run", "rtt_ms", "answers", "srtt_ms",
+               "rttvar_ms")
+#: Kept statistics that may be None (and that code before issue 14 did not keep).
+_OPTIONAL_STATS = ("rtt_ms", "srtt_ms", "rttvar_ms")
+#: A member with this many IP targets or more drops its one slow target instead of raising
+#: the group's FDT for everyone (the issue's "four or more").
+DROP_MIN_TARGETS = 4
+#: A transitive target: another member of the group, probed with link-layer frames.
+MEMBER_PREFIX = "member:"
+#: The snapshot's key for the group's timing: ":" cannot start an interface's name.
+_GROUP_KEY = ":group"
 
 
 #: Probe states as status reports them.
@@ -102,7 +116,16 @@ class ProbeAnswered:
     rtt_ms: float
 
 
-Output = SendProbe | HealthChanged | ProbeAnswered
+@dataclass(frozen=True, slots=True)
+class TargetDropped:
+    """``member`` probes ``target`` no more: it alone was too slow among four or more."""
+
+    member: str
+    target: str
+    reason: str
+
+
+Output = SendProbe | HealthChanged | ProbeAnswered | FdtChanged | TargetDropped
 
 
 @dataclass(slots=True)
@@ -114,13 +137,42 @@ class TargetStats:
     lost: int = 0
     lost_run: int = 0
     ok_run: int = 0
+    #: The last answer's RTT (of a reply in time: what :class:`ProbeAnswered` reported).
     rtt_ms: float | None = None
     #: Replies accepted (in time, matching an outstanding probe).
     answers: int = 0
-    #: Unresolved probes, seq -> time sent, in sending order.
-    outstanding: dict[int, float] = field(default_factory=dict)
+    #: The Jacobson/Karels estimate, fed by every reply in time or late (:mod:`.rtt`).
+    srtt_ms: float | None = None
+    rttvar_ms: float | None = None
+    #: Unresolved probes, seq -> (time sent, deadline fixed when sent), in sending order.
+    outstanding: dict[int, tuple[float, float]] = field(default_factory=dict)
+    #: Probes sent within LATE_WINDOW and not replied to yet, seq -> time sent, in order:
+    #: a reply is worth something (an answer in time, or an RTT sample if late) only once.
+    recent: dict[int, float] = field(default_factory=dict)
     #: Outstanding probes answered in time, waiting for earlier ones to be resolved.
     answered: set[int] = field(default_factory=set)
+
+    @property
+    def transitive(self) -> bool:
+        """Whether the target is another member (``member:<name>``), not an IP address."""
+        return self.target.startswith(MEMBER_PREFIX)
+
+    @property
+    def crtt(self) -> float | None:
+        """srtt + 4 rttvar in seconds (None while there is no sample)."""
+        c = rtt.crtt(self.srtt_ms, self.rttvar_ms)
+        return None if c is None else c / 1000.0
+
+    def timeout(self, interval: float) -> float:
+        """The timeout of a probe sent now (:func:`vnicbond.core.rtt.timeout`)."""
+        if self.srtt_ms is None or self.rttvar_ms is None:
+            return interval
+        return rtt.timeout(self.srtt_ms / 1000.0, self.rttvar_ms / 1000.0, interval)
+
+    def sample(self, seconds: float) -> None:
+        """One more RTT sample for the estimate."""
+        self.srtt_ms, self.rttvar_ms = rtt.estimate(self.srtt_ms, self.rttvar_ms,
+                                                    seconds * 1000.0)
 
 
 @dataclass(slots=True)
@@ -135,6 +187,10 @@ class _Member:
     next_send: float = 0.0
     link_ups: deque[float] = field(default_factory=deque)
     fail_reason: str = ""
+    #: Until when its losses do not count (it just appeared), unless it is answered first.
+    quiet_until: float | None = None
+    #: Targets dropped for being slow, left out until a target set without them.
+    dropped: set[str] = field(default_factory=set)
 
     @property
     def probing(self) -> bool:
@@ -151,21 +207,43 @@ class Detector:
     def __init__(self, members: Sequence[tuple[str, Iterable[str]]], fdt_ms: int,
                  rng: random.Random | None = None) -> None:
         """``members``: (name, the targets it probes; empty for link state only)."""
-        self.interval = fdt_ms / 7000.0
+        self.fdt = rtt.Fdt(fdt_ms)
         self.rng = rng or random.Random()
         self._members = {name: _Member(name, {t: TargetStats(t) for t in targets})
                          for name, targets in members}
         self._seq = 0
         self._now = 0.0
 
+    @property
+    def interval(self) -> float:
+        """The probe interval in use (s): the FDT in use / 7."""
+        return self.fdt.interval
+
+    @property
+    def fdt_ms(self) -> int:
+        """The failure detection time in use (raised for slow targets)."""
+        return self.fdt.in_use_ms
+
+    @property
+    def configured_fdt_ms(self) -> int:
+        return self.fdt.configured_ms
+
     def _begin(self, m: _Member, link_up: bool, now: float) -> None:
         """A new member: healthy if its link is up, probe state ``unknown`` (innocent until its
-        probes say otherwise: no wait for 10 answers), first round within half an interval."""
+        probes say otherwise: no wait for 10 answers), first round within half an interval,
+        its losses set aside for a while (:meth:`_quiet`)."""
         m.link_up = link_up
         m.link_since = now
         m.probe = DISABLED if not m.probing else (UNKNOWN if link_up else FAILED)
         m.healthy = link_up
         m.next_send = now + self.interval * self.rng.uniform(0.0, 0.5)
+        self._quiet(m, now)
+
+    def _quiet(self, m: _Member, now: float) -> None:
+        """M appeared: its losses do not count until its first counted answer or until one
+        configured FDT has passed (its targets may still be learning its MAC, a switch its
+        port)."""
+        m.quiet_until = now + self.fdt.configured_ms / 1000.0
 
     # -- events ------------------------------------------------------------------------------
     def start(self, links: dict[str, bool], now: float) -> dict[str, bool]:
@@ -177,45 +255,63 @@ class Detector:
     def snapshot(self) -> dict[str, Any]:
         """What code taking over the running daemon keeps of each member (``vnicbond
         upgrade``), as JSON: its link as last seen and since when, whether it is offline,
-        healthy, its probe state and why it failed, its recent link-ups (flapping), and each
-        target's counts and runs. Probes in flight are not kept: their replies would carry
-        the old code's token."""
-        return {m.name: {
+        healthy, its probe state and why it failed, its recent link-ups (flapping), its quiet
+        period, targets dropped as slow, and each target's counts, runs and RTT estimate; and,
+        under ``":group"`` (no interface's name), the FDT in use and since when every target
+        has been fast. Probes in flight are not kept: their replies would carry the old
+        code's token."""
+        kept: dict[str, Any] = {m.name: {
             "link_up": m.link_up, "link_since": m.link_since, "offline": m.offline,
             "probe": m.probe, "healthy": m.healthy, "fail_reason": m.fail_reason,
-            "link_ups": list(m.link_ups),
+            "link_ups": list(m.link_ups), "quiet_until": m.quiet_until,
+            "dropped": sorted(m.dropped),
             "targets": {t.target: {k: getattr(t, k) for k in _KEPT_STATS}
                         for t in m.targets.values()}}
             for m in self._members.values()}
+        kept[_GROUP_KEY] = {"fdt_ms": self.fdt.in_use_ms, "fast_since": self.fdt.fast_since}
+        return kept
 
     def resume(self, kept: dict[str, Any], links: dict[str, bool], now: float
                ) -> dict[str, bool]:
         """:meth:`start` for code taking over the running daemon, from :meth:`snapshot`'s:
         each member goes on as it was (a member failed by its probes stays failed until they
-        are repaired, a flapping one keeps its link-ups, counts go on), its next probe round
-        within half an interval. A link that changed meanwhile is then an ordinary link
-        event; a member or target not in ``kept`` starts as at start. Returns each member's
-        health. Raises ValueError, changing nothing, if ``kept`` is malformed."""
+        are repaired, a flapping one keeps its link-ups, counts and estimates go on, the FDT
+        stays raised), its next probe round within half an interval. A link that changed
+        meanwhile is then an ordinary link event; a member or target not in ``kept`` starts
+        as at start. Returns each member's health. Raises ValueError, changing nothing, if
+        ``kept`` is malformed."""
         restored = {}
         try:
-            for name, k in dict(kept).items():
+            kept = dict(kept)
+            group = dict(kept.pop(_GROUP_KEY, {}))
+            fdt_ms = int(group.get("fdt_ms", self.fdt.configured_ms))
+            fast_since = _opt_float(group.get("fast_since"))
+            for name, k in kept.items():
                 if name in self._members:
                     restored[name] = (
                         bool(k["link_up"]), float(k["link_since"]), bool(k["offline"]),
                         str(k["probe"]), bool(k["healthy"]), str(k["fail_reason"]),
                         [float(t) for t in k["link_ups"]],
-                        {str(t): _stats(v) for t, v in dict(k["targets"]).items()})
+                        {str(t): _stats(v) for t, v in dict(k["targets"]).items()},
+                        _opt_float(k.get("quiet_until")), {str(t) for t in k.get("dropped", [])})
         except (AttributeError, KeyError, TypeError, ValueError) as e:
             raise ValueError(f"the failure detector's state is malformed: {e!r}") from None
         self._now = now
+        if fdt_ms > self.fdt.configured_ms:
+            self.fdt.in_use_ms, self.fdt.fast_since = fdt_ms, fast_since
         for m in self._members.values():
             if m.name not in restored:
                 self._begin(m, links.get(m.name, False), now)
                 continue
-            link_up, since, offline, probe, healthy, reason, ups, targets = restored[m.name]
+            (link_up, since, offline, probe, healthy, reason, ups, targets, quiet,
+             dropped) = restored[m.name]
             self._begin(m, link_up, now)
             m.link_since, m.offline, m.healthy, m.fail_reason = since, offline, healthy, reason
             m.link_ups = deque(ups)
+            m.quiet_until = quiet
+            m.dropped = dropped & set(m.targets)
+            for t in m.dropped:
+                del m.targets[t]
             if m.probing and probe in (UNKNOWN, OK, FAILED):
                 m.probe = probe
             for t in m.targets.values():
@@ -232,10 +328,10 @@ class Detector:
 
         Members and targets that stay keep their state and statistics; new members start as
         at start-up (healthy if their link is up); members that probe no more are judged by
-        link state alone from now on.
+        link state alone from now on. A raised FDT stays raised if above the new one.
         """
         self._now = now
-        self.interval = fdt_ms / 7000.0
+        self.fdt.reconfigure(fdt_ms)
         kept: dict[str, _Member] = {}
         for name, targets in members:
             m = self._members.get(name)
@@ -246,6 +342,7 @@ class Detector:
                 self._set_targets(m, targets, now)
             kept[name] = m
         self._members = kept
+        self._watch_fast(now)
         out: list[Output] = []
         for m in kept.values():
             out.extend(self._evaluate(m, now, Cause.RELOAD))
@@ -255,17 +352,24 @@ class Detector:
                  ) -> list[Output]:
         """The members' targets changed (the routes' gateways did): targets that stay keep
         their state and statistics, a member that starts probing is innocent until its
-        probes say otherwise, one that stops is judged by its link alone (cause ``probe``)."""
+        probes say otherwise, one that stops is judged by its link alone (cause ``probe``).
+        A target dropped as slow stays out while it is listed."""
         self._now = now
         out: list[Output] = []
         for name, targets in members:
             m = self._members[name]
             self._set_targets(m, targets, now)
             out.extend(self._evaluate(m, now, Cause.PROBE))
+        self._watch_fast(now)
         return self._settle(out, now)
 
     def _set_targets(self, m: _Member, targets: Iterable[str], now: float) -> None:
-        m.targets = {t: m.targets.get(t) or TargetStats(t) for t in targets}
+        listed = list(dict.fromkeys(targets))
+        m.dropped &= set(listed)  # a target set without it forgives it
+        old = m.targets
+        m.targets = {t: old.get(t) or TargetStats(t) for t in listed if t not in m.dropped}
+        if set(m.targets) - set(old):
+            self._quiet(m, now)  # new targets: they may not know us yet
         if not m.probing:
             m.probe, m.fail_reason = DISABLED, ""
         elif m.probe == DISABLED:
@@ -285,10 +389,12 @@ class Detector:
             while m.link_ups[0] + FLAP_WINDOW <= now:  # only the window's link-ups matter
                 m.link_ups.popleft()
             m.next_send = now  # probe at once: repair starts counting now
+            self._quiet(m, now)
         else:
             for t in m.targets.values():
                 t.outstanding.clear()
                 t.answered.clear()
+                t.recent.clear()
                 t.ok_run = 0
             if m.probing:
                 m.probe = FAILED
@@ -296,21 +402,31 @@ class Detector:
 
     def reply(self, member: str, target: str, seq: int, now: float) -> list[Output]:
         """A valid reply to probe ``seq`` arrived (the caller has matched it). If it counts (in
-        time, for an outstanding probe) the outputs start with a :class:`ProbeAnswered`."""
+        time, for an outstanding probe) the outputs start with a :class:`ProbeAnswered`. A
+        late one (after the probe's timeout, within LATE_WINDOW of its sending) leaves the
+        probe lost but feeds the RTT estimate, which may drop the target or raise the FDT."""
         self._now = now
         m = self._members.get(member)
         t = m.targets.get(target) if m else None
         if m is None or t is None:
             return []
-        sent = t.outstanding.get(seq)
-        if sent is None or seq in t.answered or sent + self.interval <= now:
-            return []  # never sent, a duplicate, or too late (it is lost): worth nothing
-        t.rtt_ms = round((now - sent) * 1000.0, 3)
-        t.answers += 1
-        t.answered.add(seq)
-        self._resolve(t, now)
-        answered: list[Output] = [ProbeAnswered(member, target, t.rtt_ms)]
-        return answered + self._settle(self._evaluate(m, now, Cause.PROBE), now)
+        sent = t.recent.pop(seq, None)
+        if sent is None or now - sent > LATE_WINDOW:
+            return []  # never sent, a duplicate, voided by a link-down, or far too late
+        t.sample(now - sent)
+        entry = t.outstanding.get(seq)
+        out: list[Output] = []
+        if entry is not None and now < entry[1]:
+            t.rtt_ms = round((now - sent) * 1000.0, 3)
+            t.answers += 1
+            t.answered.add(seq)
+            self._resolve(m, t, now)
+            out.append(ProbeAnswered(member, target, t.rtt_ms))
+        changes = self._adapt(m, t, now)
+        if not out and not changes:
+            return []  # a late reply that changed nothing but the estimate
+        changes.extend(self._evaluate(m, now, Cause.PROBE))
+        return out + self._settle(changes, now)
 
     def set_offline(self, member: str, offline: bool, now: float) -> list[Output]:
         """The administrator took the member out of service (or put it back)."""
@@ -322,16 +438,24 @@ class Detector:
         return self._settle([], now) if offline else []
 
     def tick(self, now: float) -> list[Output]:
-        """Count probes whose time ran out, send the rounds that are due, re-evaluate."""
+        """Count probes whose time ran out, send the rounds that are due, lower a raised FDT
+        whose hold has passed, re-evaluate."""
         self._now = now
         out: list[Output] = []
+        lowered = self.fdt.lower(now)
+        if lowered is not None:
+            out.append(lowered)
         for m in self._members.values():
             for t in m.targets.values():
-                self._resolve(t, now)
+                self._resolve(m, t, now)
             if m.probing and m.link_up and now >= m.next_send:
                 for t in m.targets.values():
                     self._seq = (self._seq + 1) & 0xFFFF
-                    t.outstanding[self._seq] = now
+                    t.outstanding[self._seq] = (now, now + t.timeout(self.interval))
+                    t.recent.pop(self._seq, None)
+                    t.recent[self._seq] = now
+                    while next(iter(t.recent.values())) + LATE_WINDOW < now:
+                        del t.recent[next(iter(t.recent))]  # too old to be worth anything
                     t.sent += 1
                     out.append(SendProbe(m.name, t.target, self._seq,
                                          resolve=t.lost_run >= RESOLVE_AFTER))
@@ -345,11 +469,14 @@ class Detector:
     def next_deadline(self) -> float | None:
         """When :meth:`tick` must run next (None: nothing pending)."""
         times: list[float] = []
+        lower = self.fdt.lower_at()
+        if lower is not None:
+            times.append(lower)
         for m in self._members.values():
             if m.probing and m.link_up:
                 times.append(m.next_send)
             for t in m.targets.values():
-                times.extend(sent + self.interval for sent in t.outstanding.values())
+                times.extend(deadline for _, deadline in t.outstanding.values())
             if m.link_up and not m.healthy:
                 times.extend(self._hold_ends(m, self._now))
         return min(times) if times else None
@@ -380,25 +507,77 @@ class Detector:
         return "link up, waiting to stay up"
 
     def targets(self, member: str) -> list[TargetStats]:
-        """The member's per-target statistics."""
+        """The member's per-target statistics (targets dropped as slow are not among them)."""
         return list(self._members[member].targets.values())
 
     # -- the rules ---------------------------------------------------------------------------
-    def _resolve(self, t: TargetStats, now: float) -> None:
-        """Count resolved probes into the runs, strictly in the order they were sent."""
+    def _resolve(self, m: _Member, t: TargetStats, now: float) -> None:
+        """Count resolved probes into the runs, strictly in the order they were sent; an
+        outcome set aside (:meth:`_counts`) is counted in ``lost`` but in no run."""
         while t.outstanding:
-            seq, sent = next(iter(t.outstanding.items()))
+            seq, (_, deadline) = next(iter(t.outstanding.items()))
             if seq in t.answered:
                 t.answered.discard(seq)
-                t.ok_run += 1
-                t.lost_run = 0
-            elif sent + self.interval <= now:
+                if self._counts(m, t, True, now):
+                    t.ok_run += 1
+                    t.lost_run = 0
+                    m.quiet_until = None  # answered: the quiet period is over
+            elif deadline <= now:
                 t.lost += 1
-                t.lost_run += 1
-                t.ok_run = 0
+                if self._counts(m, t, False, now):
+                    t.lost_run += 1
+                    t.ok_run = 0
             else:
                 return  # the oldest is still in flight: later outcomes wait for it
             del t.outstanding[seq]
+
+    def _counts(self, m: _Member, t: TargetStats, answered: bool, now: float) -> bool:
+        """Whether an outcome counts in the runs. A loss does not while M is quiet. On a
+        transitive target ``member:P``: an answer counts only while P is healthy, a loss only
+        while P is healthy and answered by some IP target of its own (lost_run below
+        SUSPECT_LOSSES): a P losing its own targets cannot vouch for anyone."""
+        if not answered and m.quiet_until is not None and now < m.quiet_until:
+            return False
+        if not t.transitive:
+            return True
+        p = self._members.get(t.target[len(MEMBER_PREFIX):])
+        if p is None or p is m or not p.healthy:
+            return False
+        return answered or any(pt.lost_run < SUSPECT_LOSSES
+                               for pt in p.targets.values() if not pt.transitive)
+
+    def _adapt(self, m: _Member, t: TargetStats, now: float) -> list[Output]:
+        """A new RTT sample on ``t``: if it is slow (crtt above the interval in use), drop it
+        (an IP target, one slow among DROP_MIN_TARGETS or more of M's IP targets) or raise
+        the group's FDT to fit it, forgiving the losses the slow targets' lateness caused."""
+        out: list[Output] = []
+        c = t.crtt
+        if c is not None and c > self.interval:
+            ips = [x for x in m.targets.values() if not x.transitive]
+            slow = [x for x in ips if (x.crtt or 0.0) > self.interval]
+            if not t.transitive and len(ips) >= DROP_MIN_TARGETS and slow == [t]:
+                del m.targets[t.target]
+                m.dropped.add(t.target)
+                out.append(TargetDropped(m.name, t.target, (
+                    f"round-trip time {c * 1000.0:.1f} ms does not fit the probe interval "
+                    f"{self.interval * 1000.0:.1f} ms; {len(ips) - 1} other targets remain")))
+            else:
+                before = self.interval
+                changed = self.fdt.raise_for(c)
+                if changed is not None:
+                    out.append(changed)
+                    for o in self._members.values():
+                        for x in o.targets.values():
+                            if (x.crtt or 0.0) > before:
+                                x.lost_run = 0
+        self._watch_fast(now)
+        return out
+
+    def _watch_fast(self, now: float) -> None:
+        """While the FDT is raised: whether every target fits the configured interval now."""
+        limit = self.fdt.configured_interval
+        self.fdt.observe(all((t.crtt or 0.0) <= limit for m in self._members.values()
+                             for t in m.targets.values()), now)
 
     def _flapping(self, m: _Member, now: float) -> bool:
         while m.link_ups and m.link_ups[0] + FLAP_WINDOW <= now:
@@ -458,12 +637,18 @@ class Detector:
         return out
 
     def _probe_failure(self, m: _Member, now: float) -> list[Output]:
-        """M lost every target: fail it alone, or fail the group if everyone is losing."""
+        """M lost every target: fail it alone, or fail the group if everyone is losing.
+
+        "Everyone" is every other usable member that probes IP targets: members probing only
+        transitively (``member:P``) tell nothing of the targets, so they neither prevent a
+        group failure nor trigger one, but they fail with the group (their traffic would go
+        to the same dead targets)."""
         m.probe = FAILED
         others = [o for o in self._members.values() if o is not m and o.usable]
-        if not m.usable or not others or not all(
-            o.probing and all(t.lost_run >= SUSPECT_LOSSES for t in o.targets.values())
-            for o in others
+        ip_others = [o for o in others if any(not t.transitive for t in o.targets.values())]
+        if not m.usable or not ip_others or not all(o.probing for o in others) or not all(
+            all(t.lost_run >= SUSPECT_LOSSES for t in o.targets.values() if not t.transitive)
+            for o in ip_others
         ):
             return []  # M's own failure; _evaluate reports it
         out: list[Output] = []
@@ -475,8 +660,13 @@ class Detector:
         return out
 
 
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def _stats(kept: dict[str, Any]) -> dict[str, Any]:
-    """A target's kept statistics, checked (KeyError, TypeError, ValueError if malformed)."""
-    rtt = kept["rtt_ms"]
-    return {**{key: int(kept[key]) for key in _KEPT_STATS if key != "rtt_ms"},
-            "rtt_ms": None if rtt is None else float(rtt)}
+    """A target's kept statistics, checked (KeyError, TypeError, ValueError if malformed);
+    the RTT estimate may be missing (kept by code before it existed)."""
+    return {**{key: int(kept[key]) for key in _KEPT_STATS if key not in _OPTIONAL_STATS},
+            "rtt_ms": _opt_float(kept["rtt_ms"]), "srtt_ms": _opt_float(kept.get("srtt_ms")),
+            "rttvar_ms": _opt_float(kept.get("rttvar_ms"))}
