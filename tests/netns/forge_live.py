@@ -10,8 +10,8 @@ switch port PORT (cut behind it: :meth:`vnicbond.lab.Lab.cut_behind`) and answer
   identifier and sequence but its payload's bytes inverted (a wrong token);
 
 and, every 5 ms, sends the frames of REPLAY.pcap (real replies captured on that port
-earlier, while the member was healthy) again, in turn. Prints
-``{"transitive": N, "echo": N, "replayed": N}``: the frames sent of each kind.
+earlier, while the member was healthy) again, in turn. Prints ``ready`` once it listens,
+and at the end ``{"transitive": N, "echo": N, "replayed": N}``: the frames sent of each kind.
 """
 
 from __future__ import annotations
@@ -90,6 +90,7 @@ def main() -> None:
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     sock.bind((port, 0))
     sock.setblocking(False)
+    print("ready", flush=True)
     counts = {"transitive": 0, "echo": 0, "replayed": 0}
     deadline = time.monotonic() + seconds
     next_replay = time.monotonic() if replay else deadline

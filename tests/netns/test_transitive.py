@@ -180,18 +180,25 @@ def test_forged_and_replayed_answers_do_not_keep_a_cut_member_alive(lab, make_bo
     time.sleep(1.0)
     answers = capture.stop()
     assert len(answers) >= 10, answers
-    # Cut it inside the switch; a forger on its wire answers every probe it sends (right
-    # sequence numbers and nonces, wrong token or authenticator) and replays the capture.
-    lab.cut_behind(cut)
+    # A forger on the member's wire answers every probe it sends (right sequence numbers
+    # and nonces, wrong token or authenticator) and replays the capture, from before the
+    # member is cut inside the switch until 3 s after.
     forger = lab.popen(lab.switch, sys.executable, "-m", "tests.netns.forge_live",
-                       lab.port(cut), "3.0", str(capture.path))
+                       lab.port(cut), "3.5", str(capture.path))
+    assert forger.stdout is not None and forger.stdout.readline().strip() == "ready"
+    time.sleep(0.5)
+    lab.cut_behind(cut)
     lab.wait_for(lambda: members(bond)[name]["state"] == "failed", timeout=3,
                  what=f"{name} to be declared failed")
     out, err = forger.communicate(timeout=30)
     assert forger.returncode == 0, err
     sent = json.loads(out)
-    assert sent["replayed"] > 300
-    assert sent[("echo", "transitive")[cut]] > 10  # it did answer the member's own probes
+    assert sent["replayed"] > 100
+    # It answered the member's own probes: ICMP ones while it carried the data address,
+    # transitive ones after (the active member) or all along (the standby).
+    assert sent["transitive"] > 10, sent
+    if cut == 0:
+        assert sent["echo"] > 0, sent
     m = members(bond)[name]
     assert (m["state"], m["probe"]) == ("failed", "failed")  # still, after 3 s of forgeries
     assert bond.active() == "m1"
@@ -234,7 +241,7 @@ def test_a_slow_target_raises_fdt_instead_of_failing_members_and_it_comes_back(l
         assert st["fdt_configured_ms"] == 300
         raised = [e for e in bond.events() if e["kind"] == "fdt"]
         assert raised and raised[0]["reason"].startswith(RAISED), raised
-        assert (raised[0]["old"], raised[0]["cause"]) == ("300", "probe")
+        assert (str(raised[0]["old"]), raised[0]["cause"]) == ("300", "probe")
         time.sleep(2.0)
         assert all(m["state"] != "failed" for m in bond.status()["members"])
         seq = last_seq(bond)
