@@ -16,12 +16,14 @@ One home per concept, none of them used by the daemon itself:
   namespaces, macvlans in namespaces of their own (``Stack``, ``Guest``);
 - :mod:`~vnicbond.lab.l2`: the switch's forwarding database, a NIC's receive filters
   (promiscuity, unicast address list);
-- :mod:`~vnicbond.lab.flood`: a guest flooding random source MACs.
+- :mod:`~vnicbond.lab.flood`: a guest flooding random source MACs;
+- :mod:`~vnicbond.lab.responder`: a host whose echo replies come late (a slow target), in
+  place of its kernel's.
 
 The most used names are importable from here (``from vnicbond.lab import Lab, DATA_V4``);
-``iperf``, ``xfer``, ``results``, ``l2`` and ``flood`` are imported as modules (``xfer`` and
-``flood`` also run as ``python -m vnicbond.lab.xfer`` or ``.flood`` inside namespaces, so
-this package does not import them).
+``iperf``, ``xfer``, ``results``, ``l2``, ``flood`` and ``responder`` are imported as modules
+(``xfer``, ``flood`` and ``responder`` also run as ``python -m vnicbond.lab.xfer``, ``.flood``
+or ``.responder`` inside namespaces, so this package does not import them).
 """
 
 from vnicbond.lab.bond import Bond, BondError

@@ -203,6 +203,40 @@ class Lab:
         """Lift a silent cut made by :meth:`cut`."""
         self.ns(self.switch, "nft", "delete", "table", "netdev", f"cut{i}", check=False)
 
+    def cut_behind(self, i: int) -> None:
+        """Silently cut member ``i`` inside the switch, behind its port: the bridge drops what
+        it would take from or hand to port ``i``; carrier stays up, and frames sent on the
+        port itself (a forger on the wire, between the cut and the member) still reach the
+        member. Lifted by :meth:`uncut_behind`."""
+        port = self.port(i)
+        rules = (f"table bridge behind{i} {{\n"
+                 f"  chain pre {{ type filter hook prerouting priority -300; policy accept;"
+                 f" iifname {port} drop; }}\n"
+                 f"  chain post {{ type filter hook postrouting priority 0; policy accept;"
+                 f" oifname {port} drop; }}\n}}\n")
+        self.ns(self.switch, "nft", "-f", "-", input=rules)
+
+    def uncut_behind(self, i: int) -> None:
+        """Lift a cut made by :meth:`cut_behind`."""
+        self.ns(self.switch, "nft", "delete", "table", "bridge", f"behind{i}", check=False)
+
+    def drop_echo_requests(self, ns: str | None = None) -> None:
+        """Make ``ns`` (the peer by default) deaf to pings, IPv4 and IPv6, while its other
+        traffic flows: nobody gets an echo reply from it until :meth:`allow_echo_requests`."""
+        rules = ("table inet deaf {\n  chain input { type filter hook input priority 0;"
+                 " icmp type echo-request drop; icmpv6 type echo-request drop; }\n}\n")
+        self.ns(ns or self.peer, "nft", "-f", "-", input=rules)
+
+    def allow_echo_requests(self, ns: str | None = None) -> None:
+        """Lift :meth:`drop_echo_requests`."""
+        self.ns(ns or self.peer, "nft", "delete", "table", "inet", "deaf", check=False)
+
+    def answer_broadcast_pings(self, ns: str | None = None) -> None:
+        """Let ``ns`` (the peer by default) answer pings to broadcast and multicast IPv4
+        addresses such as all-hosts 224.0.0.1, which Linux ignores by default
+        (``net.ipv4.icmp_echo_ignore_broadcasts=0``; its ff02::1 answers need nothing)."""
+        self.ns(ns or self.peer, "sysctl", "-qw", "net.ipv4.icmp_echo_ignore_broadcasts=0")
+
     def rate_limit(self, ns: str, dev: str, mbit: int) -> None:
         """Limit what ``dev`` in ``ns`` sends to ``mbit`` Mbit/s (a ``tbf`` qdisc)."""
         self.ns(ns, "tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", f"{mbit}mbit",
@@ -251,6 +285,20 @@ class Lab:
         if len(lines) < 2:
             return {}
         return {k: int(v) for k, v in zip(lines[0][1:], lines[1][1:], strict=False)}
+
+    def mac(self, ns: str, dev: str) -> str:
+        """The MAC address of ``dev`` in ``ns`` (``aa:bb:cc:dd:ee:ff``)."""
+        return self.ns(ns, "cat", f"/sys/class/net/{dev}/address").stdout.strip()
+
+    def link_local(self, ns: str, dev: str) -> str:
+        """The IPv6 link-local address of ``dev`` in ``ns`` (read with ``ip -j addr``,
+        without its scope); LabError if it has none (yet: it may still run DAD)."""
+        out = self.ns(ns, "ip", "-j", "-6", "addr", "show", "dev", dev, "scope", "link").stdout
+        for link in json.loads(out or "[]"):
+            for info in link.get("addr_info", []):
+                if str(info.get("local", "")).startswith("fe80:"):
+                    return str(info["local"])
+        raise LabError(f"{dev} in {ns} has no IPv6 link-local address")
 
     def ping_ok(self, ns: str, address: str, count: int = 1, timeout: float = 1.0) -> bool:
         """True if ``address`` answers a ping from namespace ``ns``."""

@@ -9,7 +9,14 @@ memory-mapped rings the datapath reads and fills (:mod:`vnicbond.system.ring`).
 
 A probing member also has two *probe sockets* (:class:`ProbeSockets`), each behind its own BPF
 filter (:func:`probe_filter`), which carry only the control frames the prober reads: replies
-to our probes, and ARP/NDP questions for the member's test address.
+to our probes (for any of the MACs the member probes with), and ARP/NDP questions for its test
+and link-local addresses. A member taking part in transitive probing has a socket bound to
+ethertype 0x88B5 (:func:`open_transitive_socket`). The data socket's own filter
+(:func:`data_filter`) keeps those transitive frames and the replies to the daemon's probes
+from the host's stack, so a member can probe from a data address unseen.
+
+The filters are classic BPF, assembled here with symbolic jumps; they run in the kernel for
+every frame, so each test is a few instructions.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from __future__ import annotations
 import ctypes
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from vnicbond.system import ring
 from vnicbond.system.ring import MemberRings
@@ -125,50 +132,162 @@ def socket_error(sock: socket.socket) -> int:
         return 0
 
 
-# Classic BPF, enough for one small filter.
-_LDW, _LDH, _LDB = 0x20, 0x28, 0x30  # BPF_LD | BPF_W/H/B | BPF_ABS
-_LDBI = 0x50  # BPF_LD | BPF_B | BPF_IND: A = byte at X + k
+# Classic BPF: the few instructions our filters use.
+_LDW, _LDH, _LDB = 0x20, 0x28, 0x30  # BPF_LD | BPF_W/H/B | BPF_ABS: A = the bytes at k
+_LDWI, _LDHI, _LDBI = 0x40, 0x48, 0x50  # BPF_LD | BPF_W/H/B | BPF_IND: A = the bytes at X + k
+_LDLEN = 0x80  # BPF_LD | BPF_W | BPF_LEN: A = the frame's length
 _LDXMSH = 0xB1  # BPF_LDX | BPF_B | BPF_MSH: X = 4 * (byte at k & 0xf), an IPv4 header length
-_JEQ, _JSET, _RET = 0x15, 0x45, 0x06
-_JUMPS = (_JEQ, _JSET)
+_SUBX = 0x1C  # BPF_ALU | BPF_SUB | BPF_X: A -= X
+_JEQ, _JGE, _JSET, _RET = 0x15, 0x35, 0x45, 0x06
+_JUMPS = (_JEQ, _JGE, _JSET)
+
+#: What a filter returns to pass a frame whole (a GSO super-frame is 64 KiB and more).
+_WHOLE = 0xFFFFFFFF
+#: A probe socket keeps this much of a frame: more than any control frame it reads.
+_PROBE_SNAP = 0x40000
+
+ETH_P_TRANSITIVE = 0x88B5  # the transitive probes' ethertype (vnicbond.wire.transitive)
+
+Program = list[tuple[int, int, int, int]]
+
+#: Up to this many MACs and question addresses in one probe filter.
+MAX_PROBE_MACS = 4
+MAX_QUESTION_IPS = 4
 
 
-def probe_filter(member_mac: bytes, test_ip: bytes, kind: str
-                   ) -> list[tuple[int, int, int, int]]:
+class _Assembler:
+    """Classic BPF with symbolic forward jumps: ``op(_JEQ, k, "label", "other")``."""
+
+    def __init__(self) -> None:
+        self.labels: dict[str, int] = {}
+        self.prog: list[tuple[int, object, object, int]] = []
+
+    def at(self, label: str) -> None:
+        self.labels[label] = len(self.prog)
+
+    def op(self, code: int, k: int = 0, jt: object = 0, jf: object = 0) -> None:
+        self.prog.append((code, jt, jf, k))
+
+    def program(self) -> Program:
+        # A jump's offsets count from the instruction after it; jumps only go forward.
+        L = self.labels
+        return [(code, L[jt] - i - 1, L[jf] - i - 1, k)  # type: ignore[index]
+                if code in _JUMPS else (code, 0, 0, k)
+                for i, (code, jt, jf, k) in enumerate(self.prog)]
+
+
+def data_filter(ident: int, token4: bytes) -> Program:
+    """A BPF program for a member's data socket that hides the daemon's own probe traffic
+    from the host: it drops transitive probes (ethertype 0x88B5) and the echo replies to our
+    probes, IPv4 ICMP type 0 (not a fragment, any header length) or ICMPv6 type 129 (right
+    after the IPv6 header), whose identifier is ``ident`` and whose payload starts with
+    ``token4`` (the first 4 bytes of the daemon's token). Everything else passes whole.
+
+    The frame is seen from its Ethernet header, a VLAN tag already taken off by the kernel.
+    The program never loads past the end of a frame (the kernel drops a frame on such a
+    load): a frame too short to be one of our replies passes whole. Most frames cost 3 to 5
+    instructions; an ICMP echo reply at most 19.
+    """
+    if not 0 <= ident <= 0xFFFF:
+        raise ValueError(f"ident must fit in 16 bits, got {ident}")
+    if not isinstance(token4, bytes) or len(token4) != 4:
+        raise ValueError(f"token4 must be 4 bytes, got {token4!r}")
+    token = int.from_bytes(token4, "big")
+    a = _Assembler()
+    a.op(_LDH, 12)                               # ethertype
+    a.op(_JEQ, 0x0800, "v4", "not_v4")
+    a.at("not_v4")
+    a.op(_JEQ, 0x86DD, "v6", "not_v6")
+    a.at("not_v6")
+    a.op(_JEQ, ETH_P_TRANSITIVE, "drop", "accept")
+    # IPv4: Ethernet 14 + IPv4 20 + ICMP 8 + 4 bytes of token = 46 at the least.
+    a.at("v4")
+    a.op(_LDLEN)
+    a.op(_JGE, 46, "v4_proto", "accept")
+    a.at("v4_proto")
+    a.op(_LDB, 23)                               # IPv4 protocol
+    a.op(_JEQ, 1, "v4_frag", "accept")
+    a.at("v4_frag")
+    a.op(_LDH, 20)                               # flags and fragment offset
+    a.op(_JSET, 0x3FFF, "accept", "v4_ihl")      # More Fragments or an offset: a fragment
+    a.at("v4_ihl")
+    a.op(_LDXMSH, 14)                            # X = IPv4 header length
+    a.op(_LDLEN)
+    a.op(_SUBX)                                  # A = length - header length, from 0 ...
+    a.op(_JSET, 0x80000000, "accept", "v4_room")  # ... or below: a header longer than the frame
+    a.at("v4_room")
+    a.op(_JGE, 26, "v4_type", "accept")          # 14 + ICMP 8 + token 4 after the header
+    a.at("v4_type")
+    a.op(_LDBI, 14)                              # ICMP type
+    a.op(_JEQ, 0, "v4_ident", "accept")          # echo reply
+    a.at("v4_ident")
+    a.op(_LDHI, 18)                              # ICMP identifier
+    a.op(_JEQ, ident, "v4_token", "accept")
+    a.at("v4_token")
+    a.op(_LDWI, 22)                              # first 4 bytes of the payload
+    a.op(_JEQ, token, "drop", "accept")
+    # IPv6: Ethernet 14 + IPv6 40 + ICMPv6 8 + 4 bytes of token = 66 at the least.
+    a.at("v6")
+    a.op(_LDLEN)
+    a.op(_JGE, 66, "v6_nh", "accept")
+    a.at("v6_nh")
+    a.op(_LDB, 20)                               # next header
+    a.op(_JEQ, 58, "v6_type", "accept")
+    a.at("v6_type")
+    a.op(_LDB, 54)                               # ICMPv6 type
+    a.op(_JEQ, 129, "v6_ident", "accept")        # echo reply
+    a.at("v6_ident")
+    a.op(_LDH, 58)
+    a.op(_JEQ, ident, "v6_token", "accept")
+    a.at("v6_token")
+    a.op(_LDW, 62)
+    a.op(_JEQ, token, "drop", "accept")
+    a.at("accept")
+    a.op(_RET, _WHOLE)
+    a.at("drop")
+    a.op(_RET, 0)
+    return a.program()
+
+
+def _check_probe_args(macs: Sequence[bytes], question_ips: Sequence[bytes]) -> None:
+    if isinstance(macs, (bytes, bytearray)) or not 1 <= len(macs) <= MAX_PROBE_MACS:
+        raise ValueError(f"a probe filter takes 1 to {MAX_PROBE_MACS} MACs in a list, "
+                         f"got {macs!r}")
+    for mac in macs:
+        if not isinstance(mac, bytes) or len(mac) != 6:
+            raise ValueError(f"a MAC is 6 bytes, got {mac!r}")
+    if isinstance(question_ips, (bytes, bytearray)) or len(question_ips) > MAX_QUESTION_IPS:
+        raise ValueError(f"a probe filter takes 0 to {MAX_QUESTION_IPS} question addresses in "
+                         f"a list, got {question_ips!r}")
+    for ip in question_ips:
+        if not isinstance(ip, bytes) or len(ip) not in (4, 16):
+            raise ValueError(f"a question address is 4 or 16 packed bytes, got {ip!r}")
+
+
+def probe_filter(macs: Sequence[bytes], question_ips: Sequence[bytes], kind: str) -> Program:
     """A BPF program passing one member's probe socket only what the prober reads.
 
-    ``kind`` ``"replies"``: unicast for the member's own MAC that answers something we sent:
-    ARP replies, ICMP and ICMPv6 echo replies, neighbour advertisements. ``"questions"``: ARP
-    requests for the IPv4 test address ``test_ip``, or neighbour solicitations for the IPv6
-    one, unicast or not. Two sockets, two queues: a flood of questions (which anyone may send)
-    cannot crowd out a probe reply. Bulk traffic and anything else aimed at the test address
-    (TCP, UDP, echo requests, ICMP errors, other hosts' ARP) never leaves the kernel.
+    ``kind`` ``"replies"``: unicast for any of ``macs`` (1 to 4: the member's own MAC, the
+    group's when it probes from a data address) that answers something we sent: ARP replies,
+    ICMP and ICMPv6 echo replies, neighbour advertisements. ``"questions"``: ARP requests for
+    any IPv4 address of ``question_ips`` (0 to 4 packed addresses, of either family: the
+    member's test and link-local addresses), neighbour solicitations for any IPv6 one, unicast
+    or not; with none, nothing. Two sockets, two queues: a flood of questions (which anyone may
+    send) cannot crowd out a probe reply. Bulk traffic and anything else aimed at these
+    addresses (TCP, UDP, echo requests, ICMP errors, other hosts' ARP) never leaves the kernel.
     """
-    L: dict[str, int] = {}
-    prog: list[tuple[int, object, object, int]] = []
-
-    def at(label: str) -> None:
-        L[label] = len(prog)
-
-    def op(code: int, k: int = 0, jt: object = 0, jf: object = 0) -> None:
-        prog.append((code, jt, jf, k))
-
-    def words(offset: int, data: bytes, last: str) -> None:
-        """Jump to ``last`` if the bytes at ``offset`` are ``data``, else drop."""
-        chunks = [data[i:i + 4] for i in range(0, len(data), 4)]
-        for i, chunk in enumerate(chunks):
-            op(_LDW, offset + 4 * i)
-            nxt = last if i == len(chunks) - 1 else f"w{offset}_{i + 1}"
-            op(_JEQ, int.from_bytes(chunk, "big"), nxt, "drop")
-            if i < len(chunks) - 1:
-                at(nxt)
-
+    _check_probe_args(macs, question_ips)
+    a = _Assembler()
+    op, at = a.op, a.at
     if kind == "replies":
-        op(_LDW, 0)                              # destination MAC, bytes 0-3
-        op(_JEQ, int.from_bytes(member_mac[:4], "big"), "lo", "drop")
-        at("lo")
-        op(_LDH, 4)
-        op(_JEQ, int.from_bytes(member_mac[4:], "big"), "type", "drop")
+        for i, mac in enumerate(macs):
+            miss = f"mac{i + 1}" if i + 1 < len(macs) else "drop"
+            at(f"mac{i}")
+            op(_LDW, 0)                          # destination MAC, bytes 0-3
+            op(_JEQ, int.from_bytes(mac[:4], "big"), f"lo{i}", miss)
+            at(f"lo{i}")
+            op(_LDH, 4)
+            op(_JEQ, int.from_bytes(mac[4:], "big"), "type", miss)
         at("type")
         op(_LDH, 12)
         op(_JEQ, 0x0806, "arp", "not_arp")
@@ -194,44 +313,69 @@ def probe_filter(member_mac: bytes, test_ip: bytes, kind: str
         op(_JEQ, 129, "accept", "na")            # echo reply
         at("na")
         op(_JEQ, 136, "accept", "drop")
-    elif kind == "questions" and len(test_ip) == 4:
+    elif kind == "questions":
+        v4 = [ip for ip in question_ips if len(ip) == 4]
+        v6 = [ip for ip in question_ips if len(ip) == 16]
+        if not question_ips:
+            return [(_RET, 0, 0, 0)]
         op(_LDH, 12)
-        op(_JEQ, 0x0806, "op", "drop")
-        at("op")
-        op(_LDH, 20)                             # ARP operation
-        op(_JEQ, 1, "tpa", "drop")
-        at("tpa")
-        words(38, test_ip, "accept")             # target protocol address
-    elif kind == "questions" and len(test_ip) == 16:
-        op(_LDH, 12)
-        op(_JEQ, 0x86DD, "nh", "drop")
-        at("nh")
-        op(_LDB, 20)
-        op(_JEQ, 58, "v6type", "drop")
-        at("v6type")
-        op(_LDB, 54)
-        op(_JEQ, 135, "target", "drop")          # neighbour solicitation
-        at("target")
-        words(62, test_ip, "accept")             # its target address
+        if v4:
+            op(_JEQ, 0x0806, "arp", "not_arp" if v6 else "drop")
+        if v6:
+            at("not_arp")
+            op(_JEQ, 0x86DD, "nd", "drop")
+        if v4:
+            at("arp")
+            op(_LDH, 20)                         # ARP operation
+            op(_JEQ, 1, "tpa", "drop")
+            at("tpa")
+            op(_LDW, 38)                         # target protocol address
+            for i, ip in enumerate(v4):
+                op(_JEQ, int.from_bytes(ip, "big"), "accept",
+                   f"tpa{i + 1}" if i + 1 < len(v4) else "drop")
+                at(f"tpa{i + 1}")
+        if v6:
+            at("nd")
+            op(_LDB, 20)
+            op(_JEQ, 58, "v6type", "drop")
+            at("v6type")
+            op(_LDB, 54)
+            op(_JEQ, 135, "target0", "drop")     # neighbour solicitation
+            for i, ip in enumerate(v6):          # its target address, bytes 62-77
+                miss = f"target{i + 1}" if i + 1 < len(v6) else "drop"
+                at(f"target{i}")
+                for w in range(4):
+                    op(_LDW, 62 + 4 * w)
+                    nxt = f"t{i}_{w + 1}" if w < 3 else "accept"
+                    op(_JEQ, int.from_bytes(ip[4 * w:4 * w + 4], "big"), nxt, miss)
+                    if w < 3:
+                        at(nxt)
     else:
-        raise ValueError(f"no probe filter of kind {kind!r} for a {len(test_ip)}-byte address")
+        raise ValueError(f"no probe filter of kind {kind!r}")
     at("accept")
-    op(_RET, 0x40000)
+    op(_RET, _PROBE_SNAP)
     at("drop")
     op(_RET, 0)
-    # A jump's offsets count from the instruction after it.
-    return [(code, L[jt] - i - 1, L[jf] - i - 1, k) if code in _JUMPS else (code, 0, 0, k)
-            for i, (code, jt, jf, k) in enumerate(prog)]  # type: ignore[index]
+    return a.program()
 
 
-def attach_probe_filter(sock: socket.socket, member_mac: bytes, test_ip: bytes,
-                          kind: str) -> None:
-    """(Re)attach :func:`probe_filter` to ``sock`` (a reload may change the test address)."""
-    prog = b"".join(struct.pack("HBBI", *insn)
-                    for insn in probe_filter(member_mac, test_ip, kind))
-    buf = ctypes.create_string_buffer(prog)
-    fprog = struct.pack("HL", len(prog) // 8, ctypes.addressof(buf))
+def _attach(sock: socket.socket, prog: Program) -> None:
+    code = b"".join(struct.pack("HBBI", *insn) for insn in prog)
+    buf = ctypes.create_string_buffer(code)
+    fprog = struct.pack("HL", len(prog), ctypes.addressof(buf))
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+def attach_probe_filter(sock: socket.socket, macs: Sequence[bytes],
+                        question_ips: Sequence[bytes], kind: str) -> None:
+    """(Re)attach :func:`probe_filter` to ``sock`` (a reload, an election or a new MAC may
+    change what the member probes from)."""
+    _attach(sock, probe_filter(macs, question_ips, kind))
+
+
+def attach_data_filter(sock: socket.socket, ident: int, token4: bytes) -> None:
+    """(Re)attach :func:`data_filter` to a member's data socket."""
+    _attach(sock, data_filter(ident, token4))
 
 
 def _set_buffers(sock: socket.socket, size: int) -> None:
@@ -253,11 +397,13 @@ def kernel_drops(sock: socket.socket) -> int:
     return int(dropped)
 
 
-def _probe_socket(ifname: str, member_mac: bytes, test_ip: bytes, kind: str
-                    ) -> socket.socket:
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+def _probe_socket(ifname: str, macs: Sequence[bytes], question_ips: Sequence[bytes],
+                  kind: str) -> socket.socket:
+    # Protocol 0 until bound: a packet socket opened for a protocol receives from every NIC
+    # from the start, and the filter comes before the bind, so nothing slips in.
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
-        attach_probe_filter(sock, member_mac, test_ip, kind)  # before bind: nothing slips in
+        attach_probe_filter(sock, macs, question_ips, kind)
         sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
         _set_buffers(sock, PROBE_BUFFER)
         sock.bind((ifname, ETH_P_ALL))
@@ -269,14 +415,18 @@ def _probe_socket(ifname: str, member_mac: bytes, test_ip: bytes, kind: str
 
 
 class ProbeSockets:
-    """One probing member's probe sockets: ``replies`` (to our probes and resolutions) and
-    ``questions`` (ARP/NDP for the test address). Two queues, so a flood of questions cannot
-    crowd out a reply; what the daemon sends (probes, answers) goes out through ``replies``."""
+    """One probing member's probe sockets: ``replies`` (to our probes and resolutions, sent to
+    any of ``macs``) and ``questions`` (ARP/NDP for any of ``question_ips``, packed: the test
+    and link-local addresses the member answers for). Two queues, so a flood of questions
+    cannot crowd out a reply; what the daemon sends (probes, answers) goes out through
+    ``replies``."""
 
-    def __init__(self, ifname: str, member_mac: bytes, test_ip: bytes) -> None:
-        self.replies = _probe_socket(ifname, member_mac, test_ip, "replies")
+    def __init__(self, ifname: str, macs: Sequence[bytes],
+                 question_ips: Sequence[bytes]) -> None:
+        _check_probe_args(macs, question_ips)  # before any socket is opened
+        self.replies = _probe_socket(ifname, macs, question_ips, "replies")
         try:
-            self.questions = _probe_socket(ifname, member_mac, test_ip, "questions")
+            self.questions = _probe_socket(ifname, macs, question_ips, "questions")
         except BaseException:
             self.replies.close()
             raise
@@ -284,10 +434,13 @@ class ProbeSockets:
     def __iter__(self) -> Iterator[socket.socket]:
         return iter((self.replies, self.questions))
 
-    def refilter(self, member_mac: bytes, test_ip: bytes) -> None:
-        """A reload changed the test address."""
-        attach_probe_filter(self.replies, member_mac, test_ip, "replies")
-        attach_probe_filter(self.questions, member_mac, test_ip, "questions")
+    def refilter(self, macs: Sequence[bytes], question_ips: Sequence[bytes]) -> None:
+        """What the member probes from or answers for changed (a reload, an election, a new
+        MAC). Checks both programs before attaching either: a bad argument changes nothing."""
+        replies = probe_filter(macs, question_ips, "replies")
+        questions = probe_filter(macs, question_ips, "questions")
+        _attach(self.replies, replies)
+        _attach(self.questions, questions)
 
     def kernel_drops(self) -> int:
         """Frames the kernel dropped on either socket since the last call."""
@@ -297,3 +450,22 @@ class ProbeSockets:
         """Close both sockets."""
         self.replies.close()
         self.questions.close()
+
+
+def open_transitive_socket(ifname: str) -> socket.socket:
+    """A non-blocking packet socket on ``ifname`` for transitive probes, requests and replies
+    alike: bound to ethertype 0x88B5, so the kernel queues only those frames to it (whole
+    plain Ethernet frames, as :func:`vnicbond.wire.transitive.parse` reads them), and frames
+    sent through it go out on ``ifname``. It never reads back what it sends; its buffers are
+    the probe sockets'; :func:`kernel_drops` reads what the kernel dropped for it."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # no frame before the bind
+    try:
+        sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        _set_buffers(sock, PROBE_BUFFER)
+        sock.bind((ifname, ETH_P_TRANSITIVE))
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)  # ENETDOWN of a NIC that is down
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
