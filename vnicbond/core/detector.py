@@ -548,14 +548,17 @@ class Detector:
 
     def _adapt(self, m: _Member, t: TargetStats, now: float) -> list[Output]:
         """A new RTT sample on ``t``: if it is slow (crtt above the interval in use), drop it
-        (an IP target, one slow among DROP_MIN_TARGETS or more of M's IP targets) or raise
-        the group's FDT to fit it, forgiving the losses the slow targets' lateness caused."""
+        (an IP target among DROP_MIN_TARGETS or more of M's, every other one sampled and
+        fitting) or raise the group's FDT to fit it, forgiving the losses the slow targets'
+        lateness caused."""
         out: list[Output] = []
         c = t.crtt
         if c is not None and c > self.interval:
             ips = [x for x in m.targets.values() if not x.transitive]
-            slow = [x for x in ips if (x.crtt or 0.0) > self.interval]
-            if not t.transitive and len(ips) >= DROP_MIN_TARGETS and slow == [t]:
+            # every other IP target known to fit (a target with no sample yet may be as slow)
+            fast = [x for x in ips if x is not t and (c2 := x.crtt) is not None
+                    and c2 <= self.interval]
+            if not t.transitive and len(ips) >= DROP_MIN_TARGETS and len(fast) == len(ips) - 1:
                 del m.targets[t.target]
                 m.dropped.add(t.target)
                 out.append(TargetDropped(m.name, t.target, (
