@@ -658,6 +658,9 @@ class Detector:
         for o in others:
             o.probe = FAILED
             o.healthy = False
+            for t in o.targets.values():
+                if t.transitive:
+                    t.ok_run = 0  # its vouchers fail with it: no rescue on their old word
             o.fail_reason = GROUP_FAILURE
             out.append(HealthChanged(o.name, False, Cause.PROBE, GROUP_FAILURE))
         return out
