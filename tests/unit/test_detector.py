@@ -8,8 +8,13 @@ fixed RTT, or a scripted ``rtt(member, target, sent_at)``), in time order, and k
 books of every probe (answered, lost, voided by a link-down).
 
 The expectations come from the spec (in.mpathd's rules): probe interval I = FDT / 7, rounds
-0.5 I to 1.0 I apart; a probe is lost unless its reply arrives before ``sent + I`` (a reply at
-or after that is a loss, and worth nothing); 5 consecutive losses on every target fail a
+0.5 I to 1.0 I apart; a probe is lost unless its reply arrives before its deadline, fixed when
+it was sent: ``sent + min(I, max(srtt + 4 rttvar, 20 ms))``, ``sent + I`` while the target has
+no sample (the driver keeps its own Jacobson/Karels estimate; a reply at or after the deadline
+is a loss, though an RTT sample, and a slow one raises the FDT: the driver follows each
+FdtChanged and forgives the slow targets' runs); a member's losses are set aside for one FDT
+after it appears, until its first counted answer (issue 14; test_detector_timing.py has the
+exact timelines of those rules); 5 consecutive losses on every target fail a
 member, 10 consecutive answers repair it (1 while no member is usable); link-down fails at
 once; several targets: a member fails only when all of them stop answering through it;
 whole-group failure fails every usable member at once, and only a usable member can trigger
