@@ -10,13 +10,22 @@ Terms (as in in.mpathd):
 
 * **failure detection time** (FDT): the one knob. The **probe interval** I is FDT / 7; each
   probe round goes out at a random point between 0.5 I and 1.0 I after the previous one, so
-  members and hosts do not probe in lock-step.
-* A **probe** is lost when no valid reply arrives within I of its sending.
+  members and hosts do not probe in lock-step. The FDT **in use** may be raised above the
+  configured one for slow targets (:mod:`vnicbond.core.rtt`); I follows the one in use.
+* Each target has a smoothed RTT and variance (Jacobson/Karels, fed by every reply, in time
+  or late); its **crtt** is srtt + 4 rttvar. A **probe** is lost when no valid reply arrives
+  within its **timeout**, fixed when it is sent: min(I, max(crtt, ``TIMEOUT_FLOOR``)), I
+  while the target has no sample.
 * A member's probes have **failed** when every target has lost the last ``NUM_PROBE_FAILS``
   (5) probes in a row; they are **repaired** after ``NUM_PROBE_REPAIRS`` (10) consecutive
   answered probes from any target (just one while no member of the group is usable).
 * A member is **usable** when it is healthy and not offline; it is **healthy** when its link
   is up, its probes have not failed, and it is not held down for flapping.
+* A **transitive** target ``member:P`` is another member of the group, probed with
+  link-layer frames (the engine's business); P **vouches** while it is healthy, and its
+  silence counts against M only while P is answered by some IP target of its own (lost_run
+  below ``SUSPECT_LOSSES``). Outcomes that do not count are **set aside**: counted in
+  ``lost``, in no run.
 
 Event/state table (member M):
 
@@ -31,17 +40,39 @@ link up a third time within 60 s      M is flapping: not repaired until fewer th
                                       link-ups lie in the last 60 s (unless no member is
                                       usable)
 5 losses in a row on every target     M unhealthy (cause ``probe``), unless every other
-                                      usable probing member is losing all its targets too:
-                                      then the targets died, and all of them fail at once
-                                      (group failure) instead of moving traffic around
+                                      usable member probing IP targets is losing all of
+                                      them too (and no usable member is link-only): then
+                                      the targets died, and every usable member fails at
+                                      once (group failure) instead of moving traffic
+                                      around, transitive probers too (their vouchers'
+                                      answers no longer count for them)
 10 answers in a row on a target       M's probes repaired (1 answer if none is usable)
+M appears (start, link up, reload     quiet period: M's losses are set aside until its
+adding it, new targets)               first counted answer or one configured FDT
+a reply after its probe's timeout,    the probe stays lost; the RTT feeds the estimate
+within ``LATE_WINDOW`` (10 s)
+a sample makes a target slow (crtt    an IP target among 4 or more of M's IP targets, all
+above I in use)                       others sampled and fitting: dropped
+                                      (:class:`TargetDropped`), left out until a target
+                                      set without it; otherwise the FDT is raised to fit
+                                      it (:class:`FdtChanged`) and the runs of losses of
+                                      every slow target are forgiven (reset)
+every target fits the configured I    FDT back to the configured one (:class:`FdtChanged`,
+for ``FDT_HOLD`` (60 s) while raised  on the tick at that moment)
+loss on ``member:P``                  counts only while P is healthy and answered by an
+                                      IP target of its own
+answer from ``member:P``              counts only while P is healthy; all set aside: M
+                                      holds its state (neither fails nor is repaired)
 ====================================  ==================================================
 
 A member without probes (no test address or no targets) is judged by its link alone and
 reports its probe state as ``disabled``.
 
-The module is one state machine with its table above (about 480 lines, with the snapshot an
-upgrade carries over): its rules read together, so they stay in one place.
+The module is one state machine with its table above (about 700 lines, with the snapshot an
+upgrade carries over): its rules read together, so they stay in one place. The timing's
+arithmetic (the estimate, the timeout, the FDT in use and its hold) lives in
+:mod:`vnicbond.core.rtt`; the decisions that read the members' state (drop or raise, whose
+losses to forgive, whose outcomes count) stay here.
 """
 
 from __future__ import annotations
@@ -548,14 +579,17 @@ class Detector:
 
     def _adapt(self, m: _Member, t: TargetStats, now: float) -> list[Output]:
         """A new RTT sample on ``t``: if it is slow (crtt above the interval in use), drop it
-        (an IP target, one slow among DROP_MIN_TARGETS or more of M's IP targets) or raise
-        the group's FDT to fit it, forgiving the losses the slow targets' lateness caused."""
+        (an IP target among DROP_MIN_TARGETS or more of M's, every other one sampled and
+        fitting) or raise the group's FDT to fit it, forgiving the losses the slow targets'
+        lateness caused."""
         out: list[Output] = []
         c = t.crtt
         if c is not None and c > self.interval:
             ips = [x for x in m.targets.values() if not x.transitive]
-            slow = [x for x in ips if (x.crtt or 0.0) > self.interval]
-            if not t.transitive and len(ips) >= DROP_MIN_TARGETS and slow == [t]:
+            # every other IP target known to fit (a target with no sample yet may be as slow)
+            fast = [x for x in ips if x is not t and (c2 := x.crtt) is not None
+                    and c2 <= self.interval]
+            if not t.transitive and len(ips) >= DROP_MIN_TARGETS and len(fast) == len(ips) - 1:
                 del m.targets[t.target]
                 m.dropped.add(t.target)
                 out.append(TargetDropped(m.name, t.target, (
@@ -655,6 +689,9 @@ class Detector:
         for o in others:
             o.probe = FAILED
             o.healthy = False
+            for t in o.targets.values():
+                if t.transitive:
+                    t.ok_run = 0  # its vouchers fail with it: no rescue on their old word
             o.fail_reason = GROUP_FAILURE
             out.append(HealthChanged(o.name, False, Cause.PROBE, GROUP_FAILURE))
         return out
