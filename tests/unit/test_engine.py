@@ -60,7 +60,7 @@ groups:
     addresses: {addresses}
     failure_detection_time: {FDT_MS}
     announce: {announce}
-    probe: {{targets: [{TARGET}]}}
+    probe: {{targets: [{TARGET}]{"" if probe else ", transitive: false"}}}
     members:
 """ + "\n".join(lines) + "\n"
     return parse_config(text).groups[0]

@@ -33,7 +33,8 @@ DHCP, SLAAC, LINK_LOCAL = "198.18.0.50/24", "2001:db8::8c:1/64", "fe80::1/64"
 def cfg(addresses: str = "[]", mode: str = "active-backup", targets: str | None = None,
         members: str = "m0 m1", routes: str = "", announce: int = 3) -> Any:
     """A group with test addresses .21, .22, ...; probe targets only if given."""
-    probe = f"    probe: {{targets: [{targets}]}}\n" if targets is not None else ""
+    probe = (f"    probe: {{targets: [{targets}]}}\n" if targets is not None
+             else "    probe: {transitive: false}\n")
     lines = "".join(f"      - {{name: {m}, test_address: 198.18.0.{21 + i}/24}}\n"
                     for i, m in enumerate(members.split()))
     return parse_config(

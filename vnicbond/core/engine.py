@@ -302,8 +302,9 @@ class GroupEngine:
             [(m.name, m.standby) for m in cfg.members], self.addresses, cfg.failback,
             {m: self.detector.healthy(m) for m in names}), now)
         effects += self._detected(outputs, now)
+        effects = self._replanned(effects, now)
         effects.append(self._event("config", None, "reloaded", Cause.RELOAD))
-        return self._replanned(effects, now)
+        return effects
 
     # -- queries -----------------------------------------------------------------------------
     def next_deadline(self) -> float | None:

@@ -52,6 +52,7 @@ class Probing:
         self._proxy_since = 0.0
         self._discover_at: float | None = None
         self._seq = 0
+        self._links: dict[str, bool] = {}
 
     def update(self, cfg: GroupConfig, hosts: Mapping[str, str | None],
                macs: Mapping[str, bytes], links: Mapping[str, bool], now: float) -> list[str]:
@@ -59,6 +60,7 @@ class Probing:
         ``links``; returns the members whose plan changed (the prober already speaks for
         the new one)."""
         self.cfg = cfg
+        self._links = dict(links)
         families = {ip_interface(a).version for a in hosts}
         families |= {m.test_address.version for m in cfg.members if m.test_address}
         found = {v: self.finder.targets(v) for v in (4, 6)}
@@ -117,11 +119,13 @@ class Probing:
             if not self.finder.wanted(version, now):
                 continue
             self._seq = (self._seq + 1) & 0xFFFF
+            # From one member: every host answers each ping, and the targets are the group's.
             for name, p in self.plan.items():
-                if p.source(version) is not None:
+                if p.source(version) is not None and self._links.get(name, False):
                     frames = self.prober.discover(name, version, self._seq)
                     if frames:
                         out.append((name, frames))
+                        break
         return out
 
     def next_deadline(self) -> float | None:

@@ -178,15 +178,17 @@ class _Assembler:
 
 def data_filter(ident: int, token4: bytes) -> Program:
     """A BPF program for a member's data socket that hides the daemon's own probe traffic
-    from the host: it drops transitive probes (ethertype 0x88B5) and the echo replies to our
-    probes, IPv4 ICMP type 0 (not a fragment, any header length) or ICMPv6 type 129 (right
-    after the IPv6 header), whose identifier is ``ident`` and whose payload starts with
-    ``token4`` (the first 4 bytes of the daemon's token). Everything else passes whole.
+    from the host: it drops transitive probes (ethertype 0x88B5), and the echo replies to our
+    probes and our echo requests (another member's all-hosts pings, which the host would
+    otherwise answer, and so be found as a target), IPv4 ICMP type 0 or 8 (not a fragment,
+    any header length) or ICMPv6 type 129 or 128 (right after the IPv6 header), whose
+    identifier is ``ident`` and whose payload starts with ``token4`` (the first 4 bytes of
+    the daemon's token). Everything else passes whole.
 
     The frame is seen from its Ethernet header, a VLAN tag already taken off by the kernel.
     The program never loads past the end of a frame (the kernel drops a frame on such a
     load): a frame too short to be one of our replies passes whole. Most frames cost 3 to 5
-    instructions; an ICMP echo reply at most 19.
+    instructions; an ICMP echo at most 20.
     """
     if not 0 <= ident <= 0xFFFF:
         raise ValueError(f"ident must fit in 16 bits, got {ident}")
@@ -219,7 +221,9 @@ def data_filter(ident: int, token4: bytes) -> Program:
     a.op(_JGE, 26, "v4_type", "accept")          # 14 + ICMP 8 + token 4 after the header
     a.at("v4_type")
     a.op(_LDBI, 14)                              # ICMP type
-    a.op(_JEQ, 0, "v4_ident", "accept")          # echo reply
+    a.op(_JEQ, 0, "v4_ident", "v4_request")      # echo reply
+    a.at("v4_request")
+    a.op(_JEQ, 8, "v4_ident", "accept")          # echo request (another member's)
     a.at("v4_ident")
     a.op(_LDHI, 18)                              # ICMP identifier
     a.op(_JEQ, ident, "v4_token", "accept")
@@ -235,7 +239,9 @@ def data_filter(ident: int, token4: bytes) -> Program:
     a.op(_JEQ, 58, "v6_type", "accept")
     a.at("v6_type")
     a.op(_LDB, 54)                               # ICMPv6 type
-    a.op(_JEQ, 129, "v6_ident", "accept")        # echo reply
+    a.op(_JEQ, 129, "v6_ident", "v6_request")    # echo reply
+    a.at("v6_request")
+    a.op(_JEQ, 128, "v6_ident", "accept")        # echo request (another member's)
     a.at("v6_ident")
     a.op(_LDH, 58)
     a.op(_JEQ, ident, "v6_token", "accept")
