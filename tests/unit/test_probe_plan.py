@@ -131,7 +131,7 @@ def test_with_no_data_address_carried_a_proxy_probes_for_the_group_in_turn() -> 
     assert probing.proxy is None
 
 
-# -- the prober's frames ------------------------------------------------------------------------------
+# -- the prober's frames -------------------------------------------------------------------------
 def prober(sources: dict[str, tuple[Source, ...]], probers: dict[str, dict[str, bytes]],
            targets: tuple[str, ...] = (PEER,), secret: bytes = SECRET) -> Prober:
     return Prober("icmp", [ProbingMember(m, MACS[m], sources.get(m, ()),
