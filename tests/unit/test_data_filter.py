@@ -22,7 +22,7 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw
 
 from tests.unit import bpfsim
-from vnicbond.system.packet import _attach, data_filter
+from vnicbond.system.packet import _attach, data_filter, transitive_filter
 from vnicbond.wire import transitive
 from vnicbond.wire.probe import icmp_echo_request
 
@@ -217,3 +217,16 @@ def test_ident_and_token_are_checked() -> None:
         data_filter(IDENT, TOKEN)
     with pytest.raises(ValueError, match="token4 must be 4 bytes"):
         data_filter(IDENT, TOKEN[:3])
+
+
+def test_the_transitive_socket_takes_its_ethertype_alone() -> None:
+    """The link-layer probe socket takes every frame (a socket bound to one ethertype is
+    served after the ingress hook, where isolation drops everything), filtered to 0x88B5."""
+    prog = transitive_filter()
+    bpfsim.check(prog)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        _attach(sock, prog)
+    frame = transitive.request(bytes(16), bytes.fromhex("02000000000a"), bytes(6), 1, 2)
+    assert bpfsim.run(prog, frame) == WHOLE
+    for other in (OURS["echo reply"], OTHERS["tcp"], OTHERS["arp request"]):
+        assert bpfsim.run(prog, bytes(other)) == 0

@@ -148,7 +148,7 @@ def test_a_link_layer_probe_is_answered_by_the_member_probed_and_counted_once() 
     [request] = p.probe("m1", "member:m0", 7)
     assert request[12:14] == b"\x88\xb5" and request[:6] == MACS["m0"]
     answered = p.receive("m0", request)
-    [reply] = answered.answers
+    [reply] = answered.echoes  # authenticated: not under the rate limit of answers
     assert p.receive("m1", reply).replies == (("member:m0", 7),)
     assert p.receive("m1", reply).replies == ()  # a replay counts for nothing
 
@@ -157,13 +157,13 @@ def test_forged_or_misdirected_link_layer_answers_count_for_nothing() -> None:
     p = prober({"m0": (DATA_SOURCE,)}, {"m1": {"m0": MACS["m0"]}})
     [request] = p.probe("m1", "member:m0", 7)
     forger = prober({"m0": (DATA_SOURCE,)}, {"m1": {"m0": MACS["m0"]}}, secret=bytes(16))
-    assert forger.receive("m0", request).answers == ()  # not ours: not answered
+    assert forger.receive("m0", request).echoes == ()  # not ours: not answered
     req = transitive.parse(request)
     assert req is not None
     forged = transitive.reply(bytes(16), req)
     assert p.receive("m1", forged).replies == ()
     # A genuine answer that reaches another member, or comes from a member not probed.
-    [reply] = p.receive("m0", request).answers
+    [reply] = p.receive("m0", request).echoes
     assert p.receive("m2", reply).replies == ()
 
 

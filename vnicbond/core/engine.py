@@ -205,8 +205,11 @@ class GroupEngine:
         for frame in frames:
             counts["received"] += 1
             received = self.prober.receive(member, frame)
-            if not received.answers and not received.replies and not received.found:
+            if not (received.answers or received.replies or received.found
+                    or received.echoes):
                 counts["ignored"] += 1
+            counts["answered"] += len(received.echoes)
+            answers.extend(received.echoes)
             for ip, router in received.found:
                 found.extend(self._found(member, ip, router, now))
             for answer in received.answers:

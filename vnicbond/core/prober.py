@@ -80,6 +80,8 @@ class Received:
 
     replies: tuple[tuple[str, int], ...] = ()  # (target, seq) of matched probe replies
     answers: tuple[bytes, ...] = ()  # frames to send back out of the same member
+    #: Answers to link-layer probes the daemon itself sent (authenticated: no rate limit).
+    echoes: tuple[bytes, ...] = ()
     #: Hosts that answered an all-hosts ping: (address, is a router).
     found: tuple[tuple[IPAddress, bool], ...] = ()
 
@@ -242,7 +244,7 @@ class Prober:
         if t is None or t.dst_mac != m.mac or not transitive.authentic(self.secret, t):
             return NOTHING
         if t.kind == transitive.REQUEST:
-            return Received(answers=(transitive.reply(self.secret, t),))
+            return Received(echoes=(transitive.reply(self.secret, t),))
         prober = next((name for name, mac in m.probers.items() if mac == t.src_mac), None)
         if prober is None or m.pending.get((prober, t.seq)) != t.nonce:
             return NOTHING  # not from a member we probe, or not awaited (a replay)

@@ -458,17 +458,32 @@ class ProbeSockets:
         self.questions.close()
 
 
+def transitive_filter() -> Program:
+    """A BPF program passing only frames of ethertype 0x88B5 (transitive probes)."""
+    a = _Assembler()
+    a.op(_LDH, 12)
+    a.op(_JEQ, ETH_P_TRANSITIVE, "accept", "drop")
+    a.at("accept")
+    a.op(_RET, _WHOLE)
+    a.at("drop")
+    a.op(_RET, 0)
+    return a.program()
+
+
 def open_transitive_socket(ifname: str) -> socket.socket:
     """A non-blocking packet socket on ``ifname`` for transitive probes, requests and replies
-    alike: bound to ethertype 0x88B5, so the kernel queues only those frames to it (whole
-    plain Ethernet frames, as :func:`vnicbond.wire.transitive.parse` reads them), and frames
-    sent through it go out on ``ifname``. It never reads back what it sends; its buffers are
-    the probe sockets'; :func:`kernel_drops` reads what the kernel dropped for it."""
+    alike: it takes every frame (``ETH_P_ALL``: a socket bound to one ethertype is served
+    after the ingress hook, where the member's isolation drops everything) behind a filter
+    passing only ethertype 0x88B5 (whole plain Ethernet frames, as
+    :func:`vnicbond.wire.transitive.parse` reads them), and frames sent through it go out on
+    ``ifname``. It never reads back what it sends; its buffers are the probe sockets';
+    :func:`kernel_drops` reads what the kernel dropped for it."""
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # no frame before the bind
     try:
+        _attach(sock, transitive_filter())
         sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
         _set_buffers(sock, PROBE_BUFFER)
-        sock.bind((ifname, ETH_P_TRANSITIVE))
+        sock.bind((ifname, ETH_P_ALL))
         sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)  # ENETDOWN of a NIC that is down
         sock.setblocking(False)
     except BaseException:
