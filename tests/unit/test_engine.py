@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from ipaddress import ip_address
 from typing import Any
 
 import pytest
@@ -295,16 +296,16 @@ def test_a_reload_keeps_what_the_prober_learned_unless_the_test_address_changes(
     w.call(w.engine.reconfigure, config(), dict.fromkeys(MACS, True), MACS)
     assert w.engine.prober.members["m0"].neighbors and w.engine.prober.token == token
     w.call(w.engine.reconfigure, config(test_base=31), dict.fromkeys(MACS, True), MACS)
-    assert not w.engine.prober.members["m0"].neighbors  # a new test address learns afresh
-    assert w.engine.probe_address("m0") is not None
-    assert str(w.engine.probe_address("m0")) == "198.18.0.31"
+    # A new test address: the target's MAC, the same on that wire, is kept.
+    assert w.engine.prober.members["m0"].neighbors
+    assert w.engine.probe_sockets("m0").questions == (ip_address("198.18.0.31").packed,)
     w.run(w.now + 2.0)
     assert w.engine.detector.probe_state("m0") == "ok"
 
 
 def test_a_member_without_a_test_address_does_not_probe() -> None:
-    w = Wire(config(probe=False))
-    assert w.engine.probe_address("m0") is None
+    w = Wire(config(probe=False))  # and no probing without one (probe.transitive: false)
+    assert w.engine.probe_sockets("m0").macs == ()
     w.run(w.now + 1.0)
     assert of(w.effects, SendProbeFrames) == []
 

@@ -31,6 +31,7 @@ import pytest
 
 from tests.unit.conftest import deadline
 from vnicbond.core.prober import ARP, ICMP, TOKEN_LEN, Prober, ProbingMember, Received, TokenBucket
+from vnicbond.core.targets import TEST, Source
 from vnicbond.datapath.flowhash import flow_hash, flow_key
 from vnicbond.wire import probe as wire
 from vnicbond.wire.probe import (
@@ -40,6 +41,11 @@ from vnicbond.wire.probe import (
     NeighborSolicitation,
     parse_control,
 )
+
+
+def _member(name: str, mac: bytes, test_ip: object, targets: tuple) -> ProbingMember:
+    """A member probing from its test address, as before probing without them."""
+    return ProbingMember(name, mac, (Source(test_ip, mac, TEST),), targets)  # type: ignore[arg-type]
 
 CONTROL_TYPES = (Arp, EchoReply, NeighborSolicitation, NeighborAdvertisement)
 
@@ -75,8 +81,8 @@ def no_endless_loop() -> Iterator[None]:
 
 
 def make_prober(method: str = ICMP) -> Prober:
-    return Prober(method, [ProbingMember("v4", MAC4, TEST4, TARGETS4),
-                           ProbingMember("v6", MAC6, TEST6, TARGETS6)], token=TOKEN, ident=IDENT)
+    return Prober(method, [_member("v4", MAC4, TEST4, TARGETS4),
+                           _member("v6", MAC6, TEST6, TARGETS6)], token=TOKEN, ident=IDENT)
 
 
 # -- frames --------------------------------------------------------------------------------------

@@ -35,6 +35,12 @@ from scapy.packet import Packet, Raw
 
 from vnicbond.core.prober import ARP, TOKEN_LEN, Prober, ProbingMember, Received
 from vnicbond.core.prober import ICMP as ICMP_METHOD
+from vnicbond.core.targets import TEST, Source
+
+
+def _member(name: str, mac: bytes, test_ip: object, targets: tuple) -> ProbingMember:
+    """A member probing from its test address, as before probing without them."""
+    return ProbingMember(name, mac, (Source(test_ip, mac, TEST),), targets)  # type: ignore[arg-type]
 
 # -- the cast ------------------------------------------------------------------------------------
 
@@ -83,15 +89,15 @@ def make(method: str = ICMP_METHOD, family: int = 4, *, token: bytes = TOKEN,
     """Two members "a" and "b" of one family, each probing the same two targets."""
     f = FAMILIES[family]
     targets = (f["target"], f["target_2"])
-    return Prober(method, [ProbingMember("a", MAC_A, f["test_a"], targets),
-                           ProbingMember("b", MAC_B, f["test_b"], targets)],
+    return Prober(method, [_member("a", MAC_A, f["test_a"], targets),
+                           _member("b", MAC_B, f["test_b"], targets)],
                   token=token, ident=ident)
 
 
 def make_mixed() -> Prober:
     """Member "v4" with an IPv4 test address, member "v6" with an IPv6 one, sharing no wire."""
-    return Prober(ICMP_METHOD, [ProbingMember("v4", MAC_A, TEST4_A, (TARGET4,)),
-                                ProbingMember("v6", MAC_B, TEST6_B, (TARGET6,))],
+    return Prober(ICMP_METHOD, [_member("v4", MAC_A, TEST4_A, (TARGET4,)),
+                                _member("v6", MAC_B, TEST6_B, (TARGET6,))],
                   token=TOKEN, ident=IDENT)
 
 
@@ -185,11 +191,11 @@ def learn(prober: Prober, family: int, member: str = "a", mac: bytes = TARGET_MA
     m = prober.members[member]
     m.resolving.add(FAMILIES[family]["target"])
     if family == 4:
-        assert isinstance(m.test_ip, IPv4Address)
-        frame = target_arp_reply(hwsrc=mac, eth_dst=m.mac, hwdst=m.mac, pdst=m.test_ip)
+        assert isinstance(m.sources[0].ip, IPv4Address)
+        frame = target_arp_reply(hwsrc=mac, eth_dst=m.mac, hwdst=m.mac, pdst=m.sources[0].ip)
     else:
-        assert isinstance(m.test_ip, IPv6Address)
-        frame = na_frame(lladdr=mac, eth_dst=m.mac, dst=m.test_ip)
+        assert isinstance(m.sources[0].ip, IPv6Address)
+        frame = na_frame(lladdr=mac, eth_dst=m.mac, dst=m.sources[0].ip)
     assert prober.receive(member, frame) == Received()
 
 
@@ -292,11 +298,11 @@ def is_resolve(frame: bytes) -> bool:
 
 def test_unknown_method_is_refused() -> None:
     with pytest.raises(ValueError, match="method"):
-        Prober("ping", [ProbingMember("a", MAC_A, TEST4_A, (TARGET4,))])
+        Prober("ping", [_member("a", MAC_A, TEST4_A, (TARGET4,))])
 
 
 def test_default_token_and_ident_are_random_per_daemon() -> None:
-    members = [ProbingMember("a", MAC_A, TEST4_A, (TARGET4,))]
+    members = [_member("a", MAC_A, TEST4_A, (TARGET4,))]
     one, two = Prober(ICMP_METHOD, members), Prober(ICMP_METHOD, members)
     assert len(one.token) == len(two.token) == TOKEN_LEN
     assert one.token != two.token
@@ -969,8 +975,8 @@ def test_token_bucket_allows_a_burst_then_the_rate() -> None:
 def _answer(prober: Prober, family: int, mac: bytes) -> bytes:
     m = prober.members["a"]
     if family == 4:
-        return target_arp_reply(hwsrc=mac, eth_dst=m.mac, hwdst=m.mac, pdst=m.test_ip)
-    return na_frame(lladdr=mac, eth_dst=m.mac, dst=m.test_ip)
+        return target_arp_reply(hwsrc=mac, eth_dst=m.mac, hwdst=m.mac, pdst=m.sources[0].ip)
+    return na_frame(lladdr=mac, eth_dst=m.mac, dst=m.sources[0].ip)
 
 
 @pytest.mark.parametrize("family", [4, 6])

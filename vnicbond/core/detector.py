@@ -172,6 +172,8 @@ class TargetStats:
     rtt_ms: float | None = None
     #: Replies accepted (in time, matching an outstanding probe).
     answers: int = 0
+    #: When the last reply was accepted (None: never).
+    answered_at: float | None = None
     #: The Jacobson/Karels estimate, fed by every reply in time or late (:mod:`.rtt`).
     srtt_ms: float | None = None
     rttvar_ms: float | None = None
@@ -450,6 +452,7 @@ class Detector:
         if entry is not None and now < entry[1]:
             t.rtt_ms = round((now - sent) * 1000.0, 3)
             t.answers += 1
+            t.answered_at = now
             t.answered.add(seq)
             self._resolve(m, t, now)
             out.append(ProbeAnswered(member, target, t.rtt_ms))
@@ -670,20 +673,38 @@ class Detector:
                                      "repaired" if healthy else reason))
         return out
 
+    def _losing_with(self, o: _Member, m: _Member, now: float) -> bool:
+        """Whether ``o`` is losing the targets as ``m`` is (so the targets died, not ``m``):
+        a member probing IP targets is losing every one of them; a member probing only other
+        members could only reach probers that are ``m`` or losing theirs, and still reaches
+        them (answered within the last ``SUSPECT_LOSSES`` intervals): "a prober that fails
+        takes with it the members that could only reach it". One that no longer reaches
+        ``m`` tells the opposite: ``m`` is cut off, not the targets."""
+        ip = [t for t in o.targets.values() if not t.transitive]
+        if ip:
+            return all(t.lost_run >= SUSPECT_LOSSES for t in ip)
+        for t in o.targets.values():
+            p = self._members.get(t.target[len(MEMBER_PREFIX):])
+            if p is None or (p is not m and not self._ip_losing(p)):
+                return False
+            if t.answered_at is None or now - t.answered_at > SUSPECT_LOSSES * self.interval:
+                return False
+        return True
+
+    @staticmethod
+    def _ip_losing(p: _Member) -> bool:
+        ip = [t for t in p.targets.values() if not t.transitive]
+        return bool(ip) and all(t.lost_run >= SUSPECT_LOSSES for t in ip)
+
     def _probe_failure(self, m: _Member, now: float) -> list[Output]:
         """M lost every target: fail it alone, or fail the group if everyone is losing.
 
-        "Everyone" is every other usable member that probes IP targets: members probing only
-        transitively (``member:P``) tell nothing of the targets, so they neither prevent a
-        group failure nor trigger one, but they fail with the group (their traffic would go
-        to the same dead targets)."""
+        "Everyone" is every other usable member, each losing with M (:meth:`_losing_with`);
+        a member judged by its link alone prevents a group failure, as before."""
         m.probe = FAILED
         others = [o for o in self._members.values() if o is not m and o.usable]
-        ip_others = [o for o in others if any(not t.transitive for t in o.targets.values())]
-        if not m.usable or not ip_others or not all(o.probing for o in others) or not all(
-            all(t.lost_run >= SUSPECT_LOSSES for t in o.targets.values() if not t.transitive)
-            for o in ip_others
-        ):
+        if not m.usable or not others or not all(
+                o.probing and self._losing_with(o, m, now) for o in others):
             return []  # M's own failure; _evaluate reports it
         out: list[Output] = []
         for o in others:

@@ -138,7 +138,8 @@ class GroupEngine:
     def start(self, links: dict[str, bool], macs: dict[str, bytes], now: float) -> list[Effect]:
         """The members' links (up or not) and own MACs as found at start-up: the first
         election, with cause ``start``."""
-        self.macs, self.links = dict(macs), dict(links)
+        self.macs = dict(macs)
+        self.links = {m.name: links.get(m.name, False) for m in self.cfg.members}
         effects = self._decided(self.group.start(self.detector.start(links, now)), now)
         return self._replanned(effects, now)
 
@@ -165,7 +166,8 @@ class GroupEngine:
             detector, group = dict(kept["detector"]), dict(kept["group"])
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"the engine's state is malformed: {e!r}") from None
-        self.macs, self.links = dict(macs), dict(links)
+        self.macs = dict(macs)
+        self.links = {m.name: links.get(m.name, False) for m in self.cfg.members}
         if "probing" in kept:
             self.probing.restore(dict(kept["probing"]))
         # The targets first, as the election left them, so that their statistics carry over.
@@ -293,7 +295,8 @@ class GroupEngine:
         self.cfg = cfg
         self.data.reconfigure([str(a) for a in cfg.addresses])
         self.addresses = self.data.data()
-        self.macs, self.links = {m: macs[m] for m in names}, dict(links)
+        self.macs = {m: macs[m] for m in names}
+        self.links = {m: links.get(m, False) for m in names}
         self.guests.failback = cfg.failback
         self.answer_limit = {m: self.answer_limit.get(m) or TokenBucket(ANSWER_RATE, ANSWER_BURST)
                              for m in names}

@@ -163,6 +163,15 @@ class Prober:
             else:  # a target's MAC is the same on every source's wire: start from it
                 m.neighbors = {ip: mac for ip, mac in before.neighbors.items()
                                if ip in m.targets}
+        # A member that starts probing a target starts from what the others learned of its
+        # MAC (one segment): a new active member's first probe goes out at once.
+        known: dict[IPAddress, bytes] = {}
+        for m in old.values():
+            known.update(m.neighbors)
+        for m in members:
+            for ip in m.targets:
+                if ip not in m.neighbors and ip in known:
+                    m.neighbors[ip] = known[ip]
 
     def probe(self, member: str, target: str, seq: int, resolve: bool = False) -> list[bytes]:
         """The frames that make probe ``seq`` from ``member`` to ``target``.
