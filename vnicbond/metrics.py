@@ -189,6 +189,13 @@ class StatusCollector(Collector):
             f"{PREFIX}_tap_drops",
             "Frames from the host that no member was given, by reason.",
             labels=["group", "reason"])
+        fdt = GaugeMetricFamily(
+            f"{PREFIX}_group_fdt_seconds",
+            "The failure detection time in use (raised above the configured one while the "
+            "targets are too slow for it).", labels=["group"])
+        srtt = GaugeMetricFamily(
+            f"{PREFIX}_probe_srtt_seconds",
+            "Smoothed round-trip time of the target (Jacobson/Karels).", labels=t_labels)
         macs = GaugeMetricFamily(
             f"{PREFIX}_macs", "Guest MACs behind the TAP, learned or registered.",
             labels=["group"])
@@ -223,8 +230,11 @@ class StatusCollector(Collector):
                 shown.add(key)
                 sent.add_metric(list(key), float(t.get("sent") or 0))
                 lost.add_metric(list(key), float(t.get("lost") or 0))
+                if t.get("srtt_ms") is not None:
+                    srtt.add_metric(list(key), float(t["srtt_ms"]) / 1000.0)
             _one_hot(group_state, [gname], GROUP_STATES, g.get("state"))
             carrier.add_metric([gname], 1.0 if g.get("carrier") else 0.0)
+            fdt.add_metric([gname], float(g.get("fdt_ms") or 0) / 1000.0)
             failovers.add_metric([gname], float(g.get("failovers") or 0))
             moves.add_metric([gname], float(g.get("address_moves") or 0))
             macs.add_metric([gname], float(g.get("macs_learned") or 0))
@@ -237,7 +247,7 @@ class StatusCollector(Collector):
             rtt.add_metric(list(key), buckets, total)
 
         yield from counters.values()
-        yield from (member_state, link_up, probe_state, sent, lost, rtt)
+        yield from (member_state, link_up, probe_state, sent, lost, rtt, srtt, fdt)
         yield from (group_state, carrier, failovers, moves, drops, tap_drops, control)
         yield from (macs, evictions)
 

@@ -54,16 +54,18 @@ def format_status(status: dict[str, Any]) -> str:
 
 
 def format_targets(status: dict[str, Any]) -> str:
-    """Per member: how its targets are chosen (``routes``, ``configured``, ``disabled``) and
-    which they are (like ``ipmpstat -t``)."""
+    """Per member: how its targets are chosen (``configured``, ``routes``, ``multicast``,
+    ``transitive``, ``disabled``), the addresses it probes from, and which targets they are
+    (like ``ipmpstat -t``; other members, for transitive probes)."""
     rows = []
     for g in status["groups"]:
         for m in g["members"]:
             targets = [t for t in g.get("targets", []) if t["member"] == m["name"]]
             mode = m.get("target_mode", "-")
-            rows.append([m["name"], g["name"], mode, m.get("test_address") or "-",
+            source = ",".join(m.get("probe_from") or []) or m.get("test_address") or "-"
+            rows.append([m["name"], g["name"], mode, source,
                          " ".join(t["target"] for t in targets) or "-"])
-    return table(["MEMBER", "GROUP", "MODE", "TESTADDR", "TARGETS"], rows)
+    return table(["MEMBER", "GROUP", "MODE", "PROBE_FROM", "TARGETS"], rows)
 
 
 def _member_list(g: dict[str, Any]) -> str:

@@ -28,11 +28,13 @@ from vnicbond.lab import DATA_V4, DATA_V6, PEER_V4, Bond, Lab, wait_ping
 # -- the status document's shape ----------------------------------------------------------------
 #: Keys in the order ``status --json`` prints them, at every level.
 TOP_KEYS = ["pid", "uptime_s", "version", "upgrades", "groups"]
-GROUP_KEYS = ["name", "mode", "mtu", "state", "carrier", "fdt_ms", "failback", "active",
+GROUP_KEYS = ["name", "mode", "mtu", "state", "carrier", "fdt_ms", "fdt_configured_ms",
+              "failback", "active",
               "failovers", "address_moves", "tap_dropped", "tap_drops", "members", "addresses",
               "targets", "answers_rate_limited", "macs", "macs_learned", "mac_evictions"]
 MEMBER_KEYS = ["name", "state", "link", "probe", "reason", "standby", "mac", "flows",
-               "flow_buckets", "test_address", "target_mode", "control", "tx_packets", "rx_packets",
+               "flow_buckets", "test_address", "target_mode", "probe_from", "control",
+               "tx_packets", "rx_packets",
                "tx_bytes", "rx_bytes", "tx_dropped", "rx_dropped", "rx_filtered", "drops"]
 CONTROL_KEYS = ["received", "replies", "answered", "rate_limited", "ignored", "kernel"]
 RX_FILTERED = ["inactive", "foreign", "looped", "daemon"]
@@ -41,13 +43,14 @@ TX_REASONS = ["tx_oversize", "tx_invalid", "tx_congested", "tx_error"]
 DROP_KEYS = RX_FILTERED + RX_ERRORS + TX_REASONS
 TAP_DROP_KEYS = ["runt", "no_member", "bad_source", "read_error"]
 ADDRESS_KEYS = ["address", "member", "source"]
-TARGET_KEYS = ["member", "target", "rtt_ms", "lost", "sent"]
+TARGET_KEYS = ["member", "target", "rtt_ms", "srtt_ms", "rttvar_ms", "lost", "sent"]
 GUEST_MAC_KEYS = ["mac", "member", "age_s", "source"]
 #: Member fields whose values a scenario determines (the rest are counters, and ``flows``,
 #: which in load spreading counts whatever the TAP's own stack happened to send).
 MEMBER_FIELDS = ["name", "state", "link", "probe", "reason", "standby", "test_address",
-                 "target_mode", "mac", "flow_buckets"]
-GROUP_FIELDS = ["name", "mode", "state", "carrier", "fdt_ms", "failback", "active",
+                 "target_mode", "probe_from", "mac", "flow_buckets"]
+GROUP_FIELDS = ["name", "mode", "state", "carrier", "fdt_ms", "fdt_configured_ms", "failback",
+                "active",
                 "failovers", "address_moves", "macs", "macs_learned", "mac_evictions"]
 
 #: The group fields with nothing stacked on the TAP: the host's own frames carry the group's MAC.
@@ -116,7 +119,8 @@ def check_shape(doc: dict[str, Any]) -> dict[str, Any]:
         assert type(g[key]) is str, (key, g[key])
     for key in ("carrier", "failback"):
         assert type(g[key]) is bool, (key, g[key])
-    for key in ("fdt_ms", "failovers", "address_moves", "tap_dropped", "answers_rate_limited"):
+    for key in ("fdt_ms", "fdt_configured_ms", "failovers", "address_moves", "tap_dropped",
+                "answers_rate_limited"):
         assert is_int(g[key]) and g[key] >= 0, (key, g[key])
     assert g["active"] is None or type(g["active"]) is str
     assert g["mtu"] == 1500  # the lab's, as configured by default
@@ -129,6 +133,7 @@ def check_shape(doc: dict[str, Any]) -> dict[str, Any]:
             assert type(m[key]) is str, (key, m)
         assert m["reason"] is None or type(m["reason"]) is str
         assert m["test_address"] is None or type(m["test_address"]) is str
+        assert type(m["probe_from"]) is list and all(type(a) is str for a in m["probe_from"])
         assert type(m["standby"]) is bool
         assert MAC_RE.fullmatch(m["mac"]), m["mac"]
         assert is_int(m["flows"]) and is_int(m["flow_buckets"])
@@ -141,7 +146,8 @@ def check_shape(doc: dict[str, Any]) -> dict[str, Any]:
     for t in g["targets"]:
         assert list(t) == TARGET_KEYS, t
         assert type(t["member"]) is str and type(t["target"]) is str
-        assert t["rtt_ms"] is None or type(t["rtt_ms"]) is float
+        for key in ("rtt_ms", "srtt_ms", "rttvar_ms"):
+            assert t[key] is None or type(t[key]) is float, (key, t)
         assert is_int(t["lost"]) and is_int(t["sent"]) and 0 <= t["lost"] <= t["sent"], t
     for key in ("macs_learned", "mac_evictions"):
         assert is_int(g[key]) and g[key] >= 0, (key, g[key])
@@ -181,7 +187,8 @@ def member(name: str, state: str, mac: str, *, link: str = "up", probe: str = "d
     # The scenarios' members with a test address probe the configured targets.
     return {"name": name, "state": state, "link": link, "probe": probe, "reason": reason,
             "standby": False, "test_address": test_address,
-            "target_mode": "configured" if test_address else "disabled", "mac": mac,
+            "target_mode": "configured" if test_address else "disabled",
+            "probe_from": [test_address.split("/")[0]] if test_address else [], "mac": mac,
             "flow_buckets": flow_buckets}
 
 
@@ -208,7 +215,7 @@ def test_status_json_active_backup_with_probes(lab, make_bond):
     def expected(state: str, active: str, failovers: int, moves: int,
                  m0: dict[str, Any], m1: dict[str, Any]) -> dict[str, Any]:
         return {"name": GROUP, "mode": "active-backup", "state": state, "carrier": True,
-                "fdt_ms": 300, "failback": True, "active": active, "failovers": failovers,
+                "fdt_ms": 300, "fdt_configured_ms": 300, "failback": True, "active": active, "failovers": failovers,
                 "address_moves": moves, "members": [m0, m1],
                 "addresses": [(V4, active), (V6, active)],
                 "targets": [("m0", PEER_V4), ("m1", PEER_V4)], **NO_GUESTS}
@@ -256,9 +263,10 @@ def test_status_json_active_backup_with_probes(lab, make_bond):
 
 def test_status_json_load_spread_on_three_members(lab3, make_bond):
     lab = lab3
-    # FDT 3.5 s: a link-only member waits 10 intervals (5 s) after its link comes back,
-    # long enough to see it waiting.
+    # FDT 3.5 s: a link-only member (no probing: probe.transitive off) waits 10 intervals
+    # (5 s) after its link comes back, long enough to see it waiting.
     bond = make_bond(lab, mode="load-spread", failure_detection_time="3500ms",
+                     probe={"transitive": False},
                      addresses=[V4, V4_2, V6])
     macs = [nic_mac(lab, f"m{i}") for i in range(3)]
     for address in (DATA_V4, DATA_V4_2, DATA_V6):
@@ -267,7 +275,7 @@ def test_status_json_load_spread_on_three_members(lab3, make_bond):
     def expected(state: str, failovers: int, moves: int, members: list[dict[str, Any]],
                  hosts: tuple[str, str, str]) -> dict[str, Any]:
         return {"name": GROUP, "mode": "load-spread", "state": state, "carrier": True,
-                "fdt_ms": 3500, "failback": True, "active": "m0", "failovers": failovers,
+                "fdt_ms": 3500, "fdt_configured_ms": 3500, "failback": True, "active": "m0", "failovers": failovers,
                 "address_moves": moves, "members": members,
                 "addresses": list(zip((V4, V4_2, V6), hosts, strict=True)), "targets": [],
                 **NO_GUESTS}
