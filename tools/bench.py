@@ -1,8 +1,9 @@
 """Benchmark the bond on the namespace lab: active-backup against the kernel path, load-spread,
 a VM stacked on the bond, and the traffic's stop across an upgrade and a restart.
 
-Four sections, chosen with ``--section`` (``active-backup``, the default; ``load-spread``;
-``stacking``; ``upgrade``; ``all`` runs each, one after the other, each recorded as it ends).
+Five sections, chosen with ``--section`` (``active-backup``, the default; ``load-spread``;
+``stacking``; ``upgrade``; ``probing``; ``all`` runs each, one after the other, each recorded
+as it ends).
 
 **active-backup** measures, each through the bond and through the kernel path:
 
@@ -50,6 +51,11 @@ address while the daemon is upgraded in place (``vnicbond upgrade``: ``upgrade-g
 under 100 ms), and while it is killed (``kill -9``) and started again (``restart-gap``, no
 target), in a fresh lab each run (tools/bench_restart.py says exactly how).
 
+**probing** measures failure detection without test addresses against the classic set-up
+with one test address per member (tools/bench_probing.py says exactly how): the probes the
+target answers a second, the time from a standby's silent cut to its ``failed`` event, and the
+longest ping gap when the active member is silently cut.
+
 A missed target prints ``MISSED``; the exit status is still 0, since this is a benchmark, not
 a test. Unless ``--no-record`` is given, the tables, the date, the machine and the command line
 replace the section of docs/benchmarks.md between its markers.
@@ -87,13 +93,16 @@ from tools.bench_measure import (
     run_stack,
 )
 from tools.bench_model import Metric, Results
+from tools.bench_probing import PROBING_METRICS, PROBING_MODES, run_probing
 from tools.bench_report import (
+    PROBING_HEADERS,
     SPREAD_HEADERS,
     STACK_HEADERS,
     UPGRADE_HEADERS,
     Table,
     ab_tables,
     drops_text,
+    probing_rows,
     samples_text,
     spread_rows,
     stack_rows,
@@ -201,6 +210,24 @@ def _upgrade_about(args: argparse.Namespace) -> list[str]:
             "`--seconds` does not apply"]
 
 
+def _probing_runs(args: argparse.Namespace) -> list[tuple[str, Setup]]:
+    return [(mode, lambda seconds, results, tag, mode=mode: run_probing(mode, seconds, results,
+                                                                         tag))
+            for mode in PROBING_MODES]
+
+
+def _probing_tables(results: Results, args: argparse.Namespace) -> list[Table]:
+    return [Table(None, PROBING_HEADERS, probing_rows(results))]
+
+
+def _probing_about(args: argparse.Namespace) -> list[str]:
+    return ["- `vnicbond run` in active-backup on m0 and m1, FDT 300 ms, the peer 198.18.0.2 as "
+            "the probe target: members with test addresses 198.18.0.21 and .22 (the "
+            "baseline, in.mpathd's classic set-up: two addresses spent), against none "
+            "(probing from the data address and by link-layer probes, `probe.transitive`); "
+            "`--seconds` does not apply"]
+
+
 SECTIONS: dict[str, Section] = {
     "active-backup": Section(
         "active-backup", METRICS, _ab_runs, _ab_tables, _ab_about,
@@ -214,6 +241,10 @@ SECTIONS: dict[str, Section] = {
     "stacking": Section(
         "stacking", STACK_METRICS, _stack_runs, _stack_tables, _stack_about,
         notes_heading="Each test (iperf3 retransmits, kernel drop counters that moved):"),
+    "probing": Section(
+        "probing", PROBING_METRICS, _probing_runs, _probing_tables, _probing_about,
+        notes_heading="Each measurement (probes counted, the failed member's reason, pings "
+                      "lost; kernel drop counters that moved):"),
     "upgrade": Section(
         "upgrade", UPGRADE_METRICS, _upgrade_runs, _upgrade_tables, _upgrade_about,
         notes_heading="Each measurement (pings lost, what the upgrade or the new start said; "
@@ -296,7 +327,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.compare = args.compare.resolve()
         if not (args.compare / "vnicbond" / "__main__.py").is_file():
             parser.error(f"--compare: no vnicbond checkout at {args.compare}")
-        if args.section in ("load-spread", "stacking", "upgrade"):
+        if args.section in ("load-spread", "stacking", "upgrade", "probing"):
             parser.error("--compare is for the active-backup section")
     return args
 

@@ -38,7 +38,8 @@ class Metric:
 
 # unit: (what one of it is in the base unit (bit/s, packets/s, seconds), decimals shown)
 _UNITS: dict[str, tuple[float, int]] = {"Gbit/s": (1e9, 2), "Mbit/s": (1e6, 1),
-                                        "kpps": (1e3, 1), "ms": (1e-3, 3), "µs": (1e-6, 2)}
+                                        "kpps": (1e3, 1), "pps": (1.0, 1), "ms": (1e-3, 3),
+                                        "µs": (1e-6, 2)}
 
 
 @dataclass

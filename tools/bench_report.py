@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from tools.bench_measure import METRICS, SPREAD_METRICS, SPREAD_MODES, STACK_METRICS
 from tools.bench_model import Metric, Results
+from tools.bench_probing import PROBING_METRICS
 from tools.bench_restart import UPGRADE_GAP, UPGRADE_METRICS
 
 SPREAD_TARGET = 1.8  # load-spread: two members, as a multiple of R
@@ -216,6 +217,21 @@ def upgrade_rows(results: Results) -> list[list[str]]:
             target = f"< {metric.format(UPGRADE_TARGET)}"
             result = "n/a" if value is None else "ok" if value < UPGRADE_TARGET else "MISSED"
         rows.append([metric.label, metric.format(value), target, result])
+    return rows
+
+
+# -- probing ----------------------------------------------------------------------------------
+PROBING_HEADERS = ["metric", "test addresses (baseline)", "no test address", "ratio"]
+
+
+def probing_rows(results: Results) -> list[list[str]]:
+    """metric | with test addresses | without | without / with."""
+    rows = []
+    for metric in PROBING_METRICS:
+        base = results.median("test-addresses", metric)
+        new = results.median("transitive", metric)
+        ratio = "n/a" if base in (None, 0) or new is None else f"{new / base:.2f}"
+        rows.append([metric.label, metric.format(base), metric.format(new), ratio])
     return rows
 
 

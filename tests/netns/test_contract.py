@@ -215,7 +215,8 @@ def test_status_json_active_backup_with_probes(lab, make_bond):
     def expected(state: str, active: str, failovers: int, moves: int,
                  m0: dict[str, Any], m1: dict[str, Any]) -> dict[str, Any]:
         return {"name": GROUP, "mode": "active-backup", "state": state, "carrier": True,
-                "fdt_ms": 300, "fdt_configured_ms": 300, "failback": True, "active": active, "failovers": failovers,
+                "fdt_ms": 300, "fdt_configured_ms": 300, "failback": True, "active": active,
+                "failovers": failovers,
                 "address_moves": moves, "members": [m0, m1],
                 "addresses": [(V4, active), (V6, active)],
                 "targets": [("m0", PEER_V4), ("m1", PEER_V4)], **NO_GUESTS}
@@ -275,7 +276,8 @@ def test_status_json_load_spread_on_three_members(lab3, make_bond):
     def expected(state: str, failovers: int, moves: int, members: list[dict[str, Any]],
                  hosts: tuple[str, str, str]) -> dict[str, Any]:
         return {"name": GROUP, "mode": "load-spread", "state": state, "carrier": True,
-                "fdt_ms": 3500, "fdt_configured_ms": 3500, "failback": True, "active": "m0", "failovers": failovers,
+                "fdt_ms": 3500, "fdt_configured_ms": 3500, "failback": True, "active": "m0",
+                "failovers": failovers,
                 "address_moves": moves, "members": members,
                 "addresses": list(zip((V4, V4_2, V6), hosts, strict=True)), "targets": [],
                 **NO_GUESTS}

@@ -88,10 +88,15 @@ def test_status_views(lab, make_bond):
     lab.wait_for(lambda: bond.active() == "m1", timeout=3, what="failover")
     groups = bond.cli("status", "groups", check=True).stdout.splitlines()
     assert groups[1].split() == ["ipmp0", "active-backup", "degraded", "1s", "[m0]", "m1"]
-    lab.link_up(0)
+    # m1, active, probed from the data address, having no test address of its own.
     targets = bond.cli("status", "targets", check=True).stdout.splitlines()
-    assert targets[1].split() == ["m0", "ipmp0", "configured", "198.18.0.21/24", PEER_V4]
-    assert targets[2].split() == ["m1", "ipmp0", "disabled", "-", "-"]
+    assert targets[2].split() == ["m1", "ipmp0", "configured", DATA_V4, PEER_V4]
+    lab.link_up(0)
+    lab.wait_for(lambda: bond.active() == "m0", timeout=5, what="failback to m0")
+    targets = bond.cli("status", "targets", check=True).stdout.splitlines()
+    assert targets[0].split() == ["MEMBER", "GROUP", "MODE", "PROBE_FROM", "TARGETS"]
+    assert targets[1].split() == ["m0", "ipmp0", "configured", "198.18.0.21", PEER_V4]
+    assert targets[2].split() == ["m1", "ipmp0", "transitive", "-", "member:m0"]
     for view in ("groups", "members", "addresses", "targets"):
         out = bond.cli("status", view, check=True).stdout
         assert max(len(line) for line in out.splitlines()) <= 80

@@ -29,9 +29,9 @@ from vnicbond.wire.probe import icmp_echo_request
 IDENT = 0x4B1D
 TOKEN = bytes.fromhex("c0ffee42a5a5a5a5")  # the daemon's token; the filter knows 4 bytes
 PAYLOAD = TOKEN + (7).to_bytes(2, "big")  # what the prober sends: token, then sequence
-PROG = data_filter(IDENT, TOKEN[:4])
+MAC = "02:00:00:00:00:0a"  # the member's NIC
+PROG = data_filter(IDENT, TOKEN[:4], bytes.fromhex(MAC.replace(":", "")))
 WHOLE = 0xFFFFFFFF
-MAC = "02:00:00:00:00:0a"
 PEER = "02:00:00:00:00:01"
 V4, PEER_V4 = "198.18.0.10", "198.18.0.1"
 V6, PEER_V6 = "fe80::ff:fe00:a", "fe80::1"
@@ -53,14 +53,14 @@ def reply6(ident: int = IDENT, payload: bytes = PAYLOAD) -> object:
 
 def test_the_kernel_accepts_the_program() -> None:
     for ident, token4 in ((IDENT, TOKEN[:4]), (0, bytes(4)), (0xFFFF, b"\xff" * 4)):
-        prog = data_filter(ident, token4)
+        prog = data_filter(ident, token4, bytes(6))
         bpfsim.check(prog)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             _attach(sock, prog)  # EINVAL if the kernel's checker refuses it
 
 
 def test_it_is_short() -> None:
-    assert len(PROG) <= 40
+    assert len(PROG) <= 48
 
 
 # -- dropped -----------------------------------------------------------------------------------
@@ -105,17 +105,25 @@ def test_a_reply_to_what_the_prober_builds_is_dropped(family: str) -> None:
 @pytest.mark.parametrize("kind", ["request", "reply"])
 def test_transitive_probes_are_dropped(kind: str) -> None:
     secret = bytes(16)
-    mac1, mac2 = bytes.fromhex("02000000000a"), bytes.fromhex("020000000001")
-    frame = transitive.request(secret, mac1, mac2, 1, 2)
-    if kind == "reply":
-        parsed = transitive.parse(frame)
+    ours, other = bytes.fromhex(MAC.replace(":", "")), bytes.fromhex("020000000001")
+    if kind == "request":  # another member's probe, to this member's NIC
+        frame = transitive.request(secret, other, ours, 1, 2)
+    else:  # the answer to this member's probe
+        parsed = transitive.parse(transitive.request(secret, ours, other, 1, 2))
         assert parsed is not None
         frame = transitive.reply(secret, parsed)
     assert verdict(frame) == 0
     assert verdict(frame + bytes(26)) == 0
-    # Any frame of the ethertype, ours or not, short or long.
+    # Any frame of the ethertype to the member's own MAC, ours or not, short or long.
     assert verdict(Ether(dst=MAC, type=0x88B5)) == 0
-    assert verdict(Ether(dst="ff:ff:ff:ff:ff:ff", type=0x88B5) / bytes(1500)) == 0
+    assert verdict(Ether(dst=MAC, type=0x88B5) / bytes(1500)) == 0
+
+
+def test_a_guests_frames_of_the_ethertype_pass() -> None:
+    """A VM's own 0x88B5 frames (local experimental: anyone may use it, a nested vnicbond
+    too) are to its MACs or broadcast, never to the member's NIC: they pass whole."""
+    for dst in ("ff:ff:ff:ff:ff:ff", "02:00:00:00:00:0b", "02:00:00:00:01:0a"):
+        assert verdict(Ether(dst=dst, type=0x88B5) / bytes(100)) == WHOLE
 
 
 # -- passed, whole -----------------------------------------------------------------------------
@@ -210,13 +218,13 @@ def test_short_frames_pass() -> None:
 
 def test_ident_and_token_are_checked() -> None:
     with pytest.raises(ValueError, match="ident"):
-        data_filter(0x10000, TOKEN[:4])
+        data_filter(0x10000, TOKEN[:4], bytes(6))
     with pytest.raises(ValueError, match="ident"):
-        data_filter(-1, TOKEN[:4])
+        data_filter(-1, TOKEN[:4], bytes(6))
     with pytest.raises(ValueError, match="token4 must be 4 bytes"):
-        data_filter(IDENT, TOKEN)
+        data_filter(IDENT, TOKEN, bytes(6))
     with pytest.raises(ValueError, match="token4 must be 4 bytes"):
-        data_filter(IDENT, TOKEN[:3])
+        data_filter(IDENT, TOKEN[:3], bytes(6))
 
 
 def test_the_transitive_socket_takes_its_ethertype_alone() -> None:
@@ -228,5 +236,5 @@ def test_the_transitive_socket_takes_its_ethertype_alone() -> None:
         _attach(sock, prog)
     frame = transitive.request(bytes(16), bytes.fromhex("02000000000a"), bytes(6), 1, 2)
     assert bpfsim.run(prog, frame) == WHOLE
-    for other in (OURS["echo reply"], OTHERS["tcp"], OTHERS["arp request"]):
+    for other in (OURS["echo reply"], OTHERS["tcp"], OTHERS["arp request"]):  # not 0x88B5
         assert bpfsim.run(prog, bytes(other)) == 0

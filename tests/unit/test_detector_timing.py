@@ -381,3 +381,16 @@ def test_outputs_are_answered_only_in_time() -> None:
                for _, o in w.answered("a"))
     assert not math.isnan(w.det.interval)
     assert not [o for _, o in w.outputs if isinstance(o, TargetDropped)]
+
+
+def test_a_reload_sets_the_configured_fdt_unless_the_targets_raised_it_above() -> None:
+    from vnicbond.core.rtt import Fdt
+    fdt = Fdt(1000)
+    fdt.reconfigure(300)  # not raised: the new value is in use at once
+    assert (fdt.configured_ms, fdt.in_use_ms) == (300, 300)
+    assert fdt.raise_for(0.2) is not None and fdt.in_use_ms > 1000  # slow targets
+    raised = fdt.in_use_ms
+    fdt.reconfigure(500)  # still too slow for 500: the raise stays, lowered later
+    assert (fdt.configured_ms, fdt.in_use_ms) == (500, raised)
+    fdt.reconfigure(raised + 1000)  # above the raise: in use at once
+    assert fdt.in_use_ms == raised + 1000 and not fdt.raised

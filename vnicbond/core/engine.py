@@ -1,8 +1,9 @@
 """The group engine: every decision about one group, composed, with no I/O and no clock.
 
 It owns one group's failure detector (:mod:`vnicbond.core.detector`), its election of active
-members and address hosts (:mod:`vnicbond.core.group`), the probes' wire side
-(:mod:`vnicbond.core.prober`), the rate limit on answers for test addresses, the counters
+members and address hosts (:mod:`vnicbond.core.group`), who probes what from where and the
+probes' wire side (:mod:`vnicbond.core.probing`, :mod:`vnicbond.core.prober`), the rate limit
+on answers for test and link-local addresses, the counters
 (failovers, address moves, probe frames by outcome), the announcement schedule, and the
 events it reports (:mod:`vnicbond.core.events`). Inputs go in, with the time:
 
@@ -25,8 +26,8 @@ input                   what it is
 and effects come out, for the group runtime (:mod:`vnicbond.runtime.group`) to carry out in
 order: :class:`SetForwarding`/:class:`SetSpread` (the datapath's table), :class:`SetCarrier`
 (the TAP's carrier), :class:`SendAnnouncement` and :class:`SendProbeFrames` (frames to send),
-and, to be recorded, logged or measured, :class:`Event`, :class:`HealthChanged`,
-:class:`ProbeAnswered`.
+:class:`SetProbing` (what a member's probe sockets take), and, to be recorded, logged or
+measured, :class:`Event`, :class:`HealthChanged`, :class:`ProbeAnswered`.
 
 Rules that live here (the modules it composes hold the rest):
 
@@ -38,8 +39,19 @@ Rules that live here (the modules it composes hold the rest):
 * Announcements: ``announce.count`` rounds, ``announce.interval`` apart, the first at once.
   In active-backup they announce the group's MAC (the active member sends with it), in load
   spreading the hosting member's own. A new forwarding decision cancels the rounds left.
-* Answers for a test address (ARP replies, neighbour advertisements): at most
-  ``ANSWER_RATE`` a second per member, ``ANSWER_BURST`` at once.
+* Answers for a test or link-local address (ARP replies, neighbour advertisements): at most
+  ``ANSWER_RATE`` a second per member, ``ANSWER_BURST`` at once; answers to the daemon's own
+  link-layer probes (authenticated) are not limited.
+* After every input, the probing plan follows the election as it stands (a new active
+  member probes from the data address, the others transitively); the detector gets the
+  plan's targets, keeping what it knew of those that stay.
+* Events for the FDT in use (kind ``fdt``) and for targets found or dropped (kind
+  ``target``); a target found by all-hosts ping that stops answering a member while another
+  answers it is dropped and another looked for.
+
+Its size (under 500 lines) is that of the composition: each input feeds the detector, the
+election and the probing plan in turn and joins their outputs; the rules themselves live in
+the modules it composes.
 """
 
 from __future__ import annotations

@@ -104,9 +104,11 @@ class Fdt:
         return self.configured_ms / 7000.0
 
     def reconfigure(self, configured_ms: int) -> None:
-        """A new configured FDT: a raise above it stays (and is lowered to it later)."""
+        """A new configured FDT, in use from now on unless the targets had raised the old one
+        above it: that raise stays (and is lowered to the new value later)."""
+        was_raised = self.raised
         self.configured_ms = configured_ms
-        if self.in_use_ms <= configured_ms:
+        if not was_raised or self.in_use_ms <= configured_ms:
             self.in_use_ms, self.fast_since = configured_ms, None
 
     def raise_for(self, c: float) -> FdtChanged | None:

@@ -176,9 +176,11 @@ class _Assembler:
                 for i, (code, jt, jf, k) in enumerate(self.prog)]
 
 
-def data_filter(ident: int, token4: bytes) -> Program:
+def data_filter(ident: int, token4: bytes, mac: bytes) -> Program:
     """A BPF program for a member's data socket that hides the daemon's own probe traffic
-    from the host: it drops transitive probes (ethertype 0x88B5), and the echo replies to our
+    from the host: it drops transitive probes (ethertype 0x88B5 to the member's own NIC MAC
+    ``mac``, as the daemon sends them; a guest's frames of that ethertype pass), and the echo
+    replies to our
     probes and our echo requests (another member's all-hosts pings, which the host would
     otherwise answer, and so be found as a target), IPv4 ICMP type 0 or 8 (not a fragment,
     any header length) or ICMPv6 type 129 or 128 (right after the IPv6 header), whose
@@ -201,7 +203,13 @@ def data_filter(ident: int, token4: bytes) -> Program:
     a.at("not_v4")
     a.op(_JEQ, 0x86DD, "v6", "not_v6")
     a.at("not_v6")
-    a.op(_JEQ, ETH_P_TRANSITIVE, "drop", "accept")
+    a.op(_JEQ, ETH_P_TRANSITIVE, "t_mac", "accept")
+    a.at("t_mac")
+    a.op(_LDW, 0)                                # destination MAC, bytes 0-3
+    a.op(_JEQ, int.from_bytes(mac[:4], "big"), "t_mac2", "accept")
+    a.at("t_mac2")
+    a.op(_LDH, 4)
+    a.op(_JEQ, int.from_bytes(mac[4:], "big"), "drop", "accept")
     # IPv4: Ethernet 14 + IPv4 20 + ICMP 8 + 4 bytes of token = 46 at the least.
     a.at("v4")
     a.op(_LDLEN)
@@ -379,9 +387,9 @@ def attach_probe_filter(sock: socket.socket, macs: Sequence[bytes],
     _attach(sock, probe_filter(macs, question_ips, kind))
 
 
-def attach_data_filter(sock: socket.socket, ident: int, token4: bytes) -> None:
+def attach_data_filter(sock: socket.socket, ident: int, token4: bytes, mac: bytes) -> None:
     """(Re)attach :func:`data_filter` to a member's data socket."""
-    _attach(sock, data_filter(ident, token4))
+    _attach(sock, data_filter(ident, token4, mac))
 
 
 def _set_buffers(sock: socket.socket, size: int) -> None:
