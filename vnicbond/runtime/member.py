@@ -1,16 +1,16 @@
 """One member NIC at run time: the one home of its sockets, MAC, link and drop totals.
 
 A :class:`Member` owns the member's data socket and its memory-mapped rings (lent to the
-datapath, which drains and fills them and counts their frames; a BPF filter on the socket
-keeps the daemon's own probe traffic from the TAP), its two probe sockets when it probes
-from an address and its socket for link-layer probes while the group probes transitively
-(read here, their frames handed to the group runtime), the MAC of the NIC it is bound to,
-the last link state netlink reported, and the frames the kernel dropped at its probe
-sockets. Opening and closing are written here once: :meth:`Member.open` at start, on a reload that adds the member and when a new NIC takes its
-name; :meth:`Member.close` when its NIC goes away, a reload removes it, and at stop;
-:meth:`Member.reopen` when the group's MTU no longer fits its receive ring's slots. New code
-taking over the running daemon (``vnicbond upgrade``) adopts the open socket instead
-(:meth:`Member.handover`, :meth:`Member.adopt`).
+datapath, which drains and fills them and counts their frames; a BPF filter on the socket keeps
+the daemon's own probe traffic from the TAP), its two probe sockets when it probes from an
+address and its socket for link-layer probes while the group probes transitively (read here,
+their frames handed to the group runtime), the MAC of the NIC it is bound to, the last link
+state netlink reported, and the frames the kernel dropped at its probe sockets. Opening and
+closing are written here once: :meth:`Member.open` at start, on a reload that adds the member
+and when a new NIC takes its name; :meth:`Member.close` when its NIC goes away, a reload
+removes it, and at stop; :meth:`Member.reopen` when the group's MTU no longer fits its receive
+ring's slots. New code taking over the running daemon (``vnicbond upgrade``) adopts the open
+socket instead (:meth:`Member.handover`, :meth:`Member.adopt`).
 
 It decides nothing: what to open and when comes from the group runtime.
 """
