@@ -15,11 +15,19 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_engine import MACS, Wire, config, events, of
+from tests.unit.test_engine import GROUP_MAC, MACS, Wire, config, events, of
 from vnicbond.core.engine import GroupEngine
 from vnicbond.core.events import Event, EventLog
 from vnicbond.core.fdb import MacTable
-from vnicbond.core.model import Cause, SendAnnouncement, SetCarrier, SetForwarding, SetSpread
+from vnicbond.core.model import (
+    Cause,
+    SendAnnouncement,
+    SetCarrier,
+    SetForwarding,
+    SetProbing,
+    SetSpread,
+)
+from vnicbond.core.targets import MEMBER_PREFIX
 
 
 def handed_over(w: Wire, cfg: Any = None, links: dict[str, bool] | None = None
@@ -180,3 +188,20 @@ def test_load_spreading_puts_each_guest_mac_back_on_its_member() -> None:
     engine.macs_changed([second, first], [], w.now)
     assert engine.guests.hosts == hosts
     assert engine.guests.home == w.engine.guests.home
+
+
+def test_without_test_addresses_the_new_code_says_what_every_probe_socket_takes() -> None:
+    """The members' sockets are adopted before the plan exists: the resume must set each
+    member's probe sockets (the active one probes from the data address with the group's
+    MAC, the standby transitively), or nothing would be probed after an upgrade."""
+
+    linked = config(probe=False)  # no test address...
+    w = Wire(dataclasses.replace(linked, probe=dataclasses.replace(linked.probe,
+                                                                   transitive=True)))
+    w.run(w.now + 1.0)
+    assert w.engine.detector.probe_state("m0") == "ok"
+    engine, effects = handed_over(w)
+    assert of(effects, SetProbing)[:2] == [SetProbing("m0", (GROUP_MAC,), ()),
+                                           SetProbing("m1", (), ())]
+    assert engine.targets == {"m0": ("198.18.0.2",), "m1": (MEMBER_PREFIX + "m0",)}
+    assert engine.detector.probe_state("m0") == "ok"

@@ -195,7 +195,9 @@ class GroupEngine:
             if member in self.frames:
                 self.frames[member].update((k, v) for k, v in counts.items()
                                            if k in FRAME_OUTCOMES)
-        return self._replanned(self._decided(actions, now), now)
+        # The members' sockets were opened before the plan existed: say what they take.
+        effects: list[Effect] = [self.probe_sockets(m.name) for m in self.cfg.members]
+        return self._replanned(effects + self._decided(actions, now), now)
 
     def link(self, member: str, up: bool, now: float) -> list[Effect]:
         """``member``'s link went up or down (a NIC that went away counts as down)."""
