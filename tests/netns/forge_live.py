@@ -26,20 +26,12 @@ import sys
 import time
 from pathlib import Path
 
+from vnicbond.lab.responder import checksum
+
 ETH_P_ALL = 0x0003
 ETHERTYPE = 0x88B5
 MAGIC = b"VBTP"
 PACKET_OUTGOING = 4
-
-
-def checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071)."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def forged_transitive(frame: bytes, rng: random.Random) -> bytes | None:

@@ -148,6 +148,20 @@ def test_silent_cut_of_the_standby_is_found_within_two_fdt_and_moves_nothing(lab
     assert bond.active() == "m0"
 
 
+def test_probing_without_test_addresses_goes_on_across_an_upgrade(lab, make_bond):
+    """``vnicbond upgrade``: the new code probes from the data address and transitively at
+    once (no member fails for the hand-over), and still finds a silent cut."""
+    bond = start(lab, make_bond)
+    seq, pid = last_seq(bond), bond.daemon_pid()
+    upgraded = bond.cli("upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr + bond.tail()
+    assert bond.daemon_pid() == pid and bond.status()["upgrades"] == 1
+    time.sleep(2 * FDT_S)
+    assert states(bond) == {"m0": ("active", "ok"), "m1": ("standby", "ok")}
+    assert changes(bond, seq, "member", "group") == []
+    cut_active_under_ping(lab, bond)
+
+
 def test_dead_target_fails_the_group_without_flapping(lab, make_bond):
     bond = start(lab, make_bond)
     lab.drop_echo_requests()  # the peer answers no member; its own traffic still flows
