@@ -80,13 +80,14 @@ def standby_detect(lab: Lab, bond: Bond, seconds: int) -> list[Sample]:
     cut_at = time.time()
     lab.cut(1)
     found = _wait("m1 to fail", lambda: _members(bond)["m1"]["state"] == "failed")
+    reason = _members(bond)["m1"]["reason"]
     failed = [e for e in bond.events(seq) if e["kind"] == "member" and e["member"] == "m1"
               and e["state"] == "failed"]
     lab.uncut(1)
     _wait("m1 repaired", lambda: _probes_ok(bond))
     if not found or not failed:
         return [Sample(None, "m1 was not reported failed")]
-    return [Sample(failed[0]["time"] - cut_at, f"reason {_members(bond)['m1']['reason']}")]
+    return [Sample(failed[0]["time"] - cut_at, f"reason: {reason}")]
 
 
 def cut_gap(lab: Lab, bond: Bond, seconds: int) -> list[Sample]:

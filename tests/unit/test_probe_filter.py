@@ -21,7 +21,7 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import ARP, Ether
 
 from tests.unit import bpfsim
-from vnicbond.system.packet import ProbeSockets, _attach, probe_filter
+from vnicbond.system.packet import NOTHING, ProbeSockets, _attach, probe_filter
 
 MAC = "02:00:00:00:00:0a"
 GROUP = "02:00:00:00:00:99"
@@ -220,3 +220,14 @@ def test_probe_sockets_take_lists() -> None:
         ProbeSockets("lo", [], [TEST4_PACKED])
     with pytest.raises(ValueError, match="1 to 4 MACs"):
         ProbeSockets.refilter(object.__new__(ProbeSockets), MAC_BYTES, [TEST4_PACKED])
+
+
+def test_silenced_probe_sockets_take_nothing() -> None:
+    """A member that probes from no address any more keeps its probe sockets open (a close
+    waits for an RCU grace period, in the middle of a failover) behind a program that takes
+    nothing; the kernel accepts it."""
+    bpfsim.check(NOTHING)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        _attach(sock, NOTHING)
+    for frame in (bytes(60), bytes(Ether(dst=MAC) / IP() / ICMP(type=0))):
+        assert bpfsim.run(NOTHING, frame) == 0

@@ -164,7 +164,8 @@ class Member:
             return
         self._datapath.set_test_ip(self.name, _packed(test_ip))
         if not probing.macs:
-            self._close_probe()
+            if self.probe is not None:  # kept open: a close stalls the loop (see silence)
+                self.probe.silence()
         elif self.probe is not None:
             self.probe.refilter(list(probing.macs), list(probing.questions))
         else:

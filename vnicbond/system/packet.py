@@ -149,6 +149,8 @@ _PROBE_SNAP = 0x40000
 ETH_P_TRANSITIVE = 0x88B5  # the transitive probes' ethertype (vnicbond.wire.transitive)
 
 Program = list[tuple[int, int, int, int]]
+#: A BPF program that takes no frame.
+NOTHING: Program = [(_RET, 0, 0, 0)]
 
 #: Up to this many MACs and question addresses in one probe filter.
 MAX_PROBE_MACS = 4
@@ -455,6 +457,13 @@ class ProbeSockets:
         questions = probe_filter(macs, question_ips, "questions")
         _attach(self.replies, replies)
         _attach(self.questions, questions)
+
+    def silence(self) -> None:
+        """Take nothing more (the member probes from no address now) but stay open: closing
+        a packet socket waits for the kernel's RCU grace period (``synchronize_net``, some
+        10 ms), which would stall the event loop in the middle of a failover."""
+        for sock in self:
+            _attach(sock, NOTHING)
 
     def kernel_drops(self) -> int:
         """Frames the kernel dropped on either socket since the last call."""
