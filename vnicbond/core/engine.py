@@ -366,13 +366,14 @@ class GroupEngine:
         targets (which may change health, and the election, and so the plan again: a few
         rounds at most)."""
         for _ in range(4):
-            before = {m: self.probe_sockets(m) for m in self.probing.plan}
+            before = dict(self.probing.plan)
             changed = self.probing.update(self.cfg, self.group.address_hosts(), self.macs,
                                           self.links, now)
             if not changed:
                 break
-            effects += [after for m in changed
-                        if (after := self.probe_sockets(m)) != before.get(m)]
+            effects += [self.probe_sockets(m) for m in changed
+                        if m not in before
+                        or before[m].sources != self.probing.plan[m].sources]
             effects += self._detected(self.detector.retarget(self._detector_members(), now),
                                       now)
         return effects

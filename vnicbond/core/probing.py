@@ -15,7 +15,7 @@ in.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from ipaddress import ip_interface
+from ipaddress import ip_address
 from typing import Any
 
 from vnicbond.config import GroupConfig
@@ -30,6 +30,7 @@ from vnicbond.core.targets import (
     data_sources,
     group_targets,
     plan,
+    version,
 )
 
 #: Failure detection times a proxy probes without being repaired before the next one tries.
@@ -53,15 +54,21 @@ class Probing:
         self._discover_at: float | None = None
         self._seq = 0
         self._links: dict[str, bool] = {}
+        #: What the plan was last made from (see :meth:`update`).
+        self._key: tuple[Any, ...] | None = None
 
     def update(self, cfg: GroupConfig, hosts: Mapping[str, str | None],
                macs: Mapping[str, bytes], links: Mapping[str, bool], now: float) -> list[str]:
         """The plan for the election's address ``hosts``, the members' ``macs`` and
         ``links``; returns the members whose plan changed (the prober already speaks for
         the new one)."""
+        key = (tuple(hosts.items()), tuple(macs.items()), tuple(links.items()), self.gateways,
+               self.finder.targets(4), self.finder.targets(6), self.proxy)
+        if cfg is self.cfg and key == self._key:
+            return []  # nothing it depends on changed (the common case: every probe reply)
         self.cfg = cfg
         self._links = dict(links)
-        families = {ip_interface(a).version for a in hosts}
+        families = {version(a) for a in hosts}
         families |= {m.test_address.version for m in cfg.members if m.test_address}
         found = {v: self.finder.targets(v) for v in (4, 6)}
         self.targets = group_targets(cfg, self.gateways, found, families)
@@ -73,12 +80,14 @@ class Probing:
             if up and self.proxy not in up:
                 self.proxy, self._proxy_since = up[0], now
         new = plan(cfg, self.targets, macs, data_sources(cfg, hosts, macs, self.proxy))
+        self._key = (tuple(hosts.items()), tuple(macs.items()), tuple(links.items()),
+                     self.gateways, self.finder.targets(4), self.finder.targets(6), self.proxy)
         changed = [m for m, p in new.items() if self.plan.get(m) != p]
         if changed or set(new) != set(self.plan):
             self.plan = new
             self.prober.reconfigure(cfg.probe.method, [
                 ProbingMember(name, macs[name], p.sources,
-                              tuple(ip_interface(t).ip for t in p.targets
+                              tuple(ip_address(t) for t in p.targets
                                     if not t.startswith(MEMBER_PREFIX)),
                               {t[len(MEMBER_PREFIX):]: macs[t[len(MEMBER_PREFIX):]]
                                for t in p.targets if t.startswith(MEMBER_PREFIX)})

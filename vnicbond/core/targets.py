@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from ipaddress import IPv4Address, IPv6Address, ip_interface
 
 from vnicbond.config import GroupConfig
@@ -46,6 +47,19 @@ ROUTES, CONFIGURED, MULTICAST, TRANSITIVE, DISABLED = (
 TEST, DATA, LINK_LOCAL = "test", "data", "link-local"
 #: A detector target naming a member probed with link-layer frames: ``member:m0``.
 MEMBER_PREFIX = "member:"
+
+
+@lru_cache(maxsize=1024)
+def _interface(address: str) -> tuple[int, IPAddress]:
+    """A data address (``198.18.0.10/24``) parsed: its version and address (cached: the plan
+    is made again after inputs that change it)."""
+    parsed = ip_interface(address)
+    return parsed.version, parsed.ip
+
+
+def version(address: str) -> int:
+    """The IP version of a data address such as ``198.18.0.10/24``."""
+    return _interface(address)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,15 +151,15 @@ def data_sources(cfg: GroupConfig, hosts: Mapping[str, str | None], macs: Mappin
     if not cfg.probe.transitive:
         return {}
     spread = cfg.mode == "load-spread"
-    v4 = [(a, m) for a, m in hosts.items() if ip_interface(a).version == 4]
+    v4 = [(a, m) for a, m in hosts.items() if version(a) == 4]
     result: dict[str, Source] = {}
     for address, member in v4:
         if member is not None and member not in result and member in macs:
             mac = macs[member] if spread else cfg.mac
-            result[member] = Source(ip_interface(address).ip, mac, DATA)
+            result[member] = Source(_interface(address)[1], mac, DATA)
     if not result and proxy is not None and v4 and proxy in macs:
         mac = macs[proxy] if spread else cfg.mac
-        result[proxy] = Source(ip_interface(v4[0][0]).ip, mac, DATA)
+        result[proxy] = Source(_interface(v4[0][0])[1], mac, DATA)
     return result
 
 
