@@ -124,14 +124,14 @@ class Probing:
             return []
         self._discover_at = now + interval
         out = []
-        for version in families:
-            if not self.finder.wanted(version, now):
+        for family in families:
+            if not self.finder.wanted(family, now):
                 continue
             self._seq = (self._seq + 1) & 0xFFFF
             # From one member: every host answers each ping, and the targets are the group's.
             for name, p in self.plan.items():
-                if p.source(version) is not None and self._links.get(name, False):
-                    frames = self.prober.discover(name, version, self._seq)
+                if p.source(family) is not None and self._links.get(name, False):
+                    frames = self.prober.discover(name, family, self._seq)
                     if frames:
                         out.append((name, frames))
                         break
