@@ -1,6 +1,6 @@
 """A small classic-BPF machine for the unit tests of our socket filters.
 
-It runs just the instructions :mod:`vnicbond.system.packet` assembles, with the kernel's
+It runs just the instructions :mod:`vnicbond.system.bpf` assembles, with the kernel's
 semantics where they matter: a load past the end of the frame ends the program with 0 (drop),
 arithmetic wraps at 32 bits, jumps are relative to the next instruction. :func:`check` applies
 the kernel's checker rules (sk_chk_filter / bpf_check_classic): known opcodes, jumps inside the

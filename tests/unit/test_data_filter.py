@@ -1,4 +1,4 @@
-"""The data socket's BPF program (vnicbond.system.packet.data_filter), run on the classic-BPF
+"""The data socket's BPF program (vnicbond.system.bpf.data_filter), run on the classic-BPF
 machine of :mod:`tests.unit.bpfsim` with frames built by scapy: the replies to the daemon's own
 probes and every transitive probe are dropped, so the host's stack never sees them; everything
 else, whatever its size, passes whole. The kernel's checker accepts the program."""
@@ -22,7 +22,7 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw
 
 from tests.unit import bpfsim
-from vnicbond.system.packet import _attach, data_filter, transitive_filter
+from vnicbond.system.bpf import attach, data_filter, transitive_filter
 from vnicbond.wire import transitive
 from vnicbond.wire.probe import icmp_echo_request
 
@@ -56,7 +56,7 @@ def test_the_kernel_accepts_the_program() -> None:
         prog = data_filter(ident, token4, bytes(6))
         bpfsim.check(prog)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            _attach(sock, prog)  # EINVAL if the kernel's checker refuses it
+            attach(sock, prog)  # EINVAL if the kernel's checker refuses it
 
 
 def test_it_is_short() -> None:
@@ -233,7 +233,7 @@ def test_the_transitive_socket_takes_its_ethertype_alone() -> None:
     prog = transitive_filter()
     bpfsim.check(prog)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        _attach(sock, prog)
+        attach(sock, prog)
     frame = transitive.request(bytes(16), bytes.fromhex("02000000000a"), bytes(6), 1, 2)
     assert bpfsim.run(prog, frame) == WHOLE
     for other in (OURS["echo reply"], OTHERS["tcp"], OTHERS["arp request"]):  # not 0x88B5

@@ -21,7 +21,8 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import ARP, Ether
 
 from tests.unit import bpfsim
-from vnicbond.system.packet import NOTHING, ProbeSockets, _attach, probe_filter
+from vnicbond.system.bpf import NOTHING, attach, probe_filter
+from vnicbond.system.packet import ProbeSockets
 
 MAC = "02:00:00:00:00:0a"
 GROUP = "02:00:00:00:00:99"
@@ -65,7 +66,7 @@ def test_the_kernel_accepts_every_program(macs: list[bytes], ips: list[bytes],
     prog = probe_filter(macs, ips, kind)
     bpfsim.check(prog)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        _attach(sock, prog)  # the kernel's checker runs here: EINVAL if it refuses
+        attach(sock, prog)  # the kernel's checker runs here: EINVAL if it refuses
 
 
 REPLIES = [
@@ -228,6 +229,6 @@ def test_silenced_probe_sockets_take_nothing() -> None:
     nothing; the kernel accepts it."""
     bpfsim.check(NOTHING)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        _attach(sock, NOTHING)
+        attach(sock, NOTHING)
     for frame in (bytes(60), bytes(Ether(dst=MAC) / IP() / ICMP(type=0))):
         assert bpfsim.run(NOTHING, frame) == 0

@@ -28,12 +28,12 @@ from typing import Any
 
 from vnicbond.core.model import SetProbing
 from vnicbond.datapath import Datapath
+from vnicbond.system.bpf import attach_data_filter
 from vnicbond.system.netlink import LinkInfo
 from vnicbond.system.packet import (
     ProbeSockets,
     accept_all,
     accept_mac,
-    attach_data_filter,
     kernel_drops,
     open_member_socket,
     open_transitive_socket,
