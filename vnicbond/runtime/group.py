@@ -80,7 +80,6 @@ class GroupRuntime:
         #: The TAP's addresses and routes as the system configures them, followed.
         self.tap_addresses = TapAddresses(cfg.name, self.engine, self.apply)
         self.tap_addresses.on_addresses = self._warm_announcements
-        self.tap_addresses.on_targets = self._configure_all
         #: Called with the TAP's carrier whenever the engine switches it (readiness).
         self.on_carrier: Callable[[bool], None] | None = None
         self.isolation = Isolation(cfg.name, [m.name for m in cfg.members], state_file)
@@ -287,7 +286,7 @@ class GroupRuntime:
                          self.engine.probe_sockets(member.name), self.cfg.probe.transitive)
 
     def _configure_all(self) -> None:
-        """Every member's probing as the engine has it now (its targets changed)."""
+        """Every member's probing as the engine has it now (a reload)."""
         for member in self.members.values():
             self._configure(member)
 

@@ -36,9 +36,6 @@ class TapAddresses:
         self.apply = apply
         #: Called when data addresses were added (the runtime warms their announcements).
         self.on_addresses: Callable[[], None] | None = None
-        #: Called when the probe targets changed, before the effects are carried out (the
-        #: runtime opens or re-filters the members' probe sockets).
-        self.on_targets: Callable[[], None] | None = None
         self.watcher: AddressWatcher | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -106,6 +103,4 @@ class TapAddresses:
                 log.info("%s: probe targets from the routes' gateways: %s", self.group,
                          ", ".join(f"{m} -> {' '.join(str(t) for t in ts) or '-'}"
                                    for m, ts in self.engine.targets.items()))
-                if self.on_targets is not None:
-                    self.on_targets()
             self.apply(effects)
